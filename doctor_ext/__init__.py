@@ -1,0 +1,1 @@
+"""doctor-ext: OPNFV Doctor fault management as Ceilometer/Aodh plugins."""

@@ -1,0 +1,30 @@
+"""Options of doctor-ext, listed for oslo-config-generator."""
+
+import itertools
+
+
+def list_opts():
+    """Options read inside ceilometer-agent-notification."""
+    from doctor_ext.evaluator import engine
+    from doctor_ext.evaluator import store
+    from doctor_ext.evaluator import sync
+    from doctor_ext.inspector import fencing
+    from doctor_ext.inspector import hook
+    from doctor_ext.notifier import http
+    from doctor_ext.publisher import direct
+    return [
+        (hook.GROUP, hook.OPTS),
+        (fencing.GROUP, list(itertools.chain(fencing.OPTS,
+                                             fencing.list_auth_opts()))),
+        (direct.GROUP, direct.OPTS),
+        (engine.GROUP, list(itertools.chain(engine.OPTS, store.OPTS,
+                                            sync.OPTS))),
+        (http.GROUP, http.OPTS),
+    ]
+
+
+def list_monitor_opts():
+    """Options of the doctor-monitor process."""
+    from doctor_ext.monitor import ping
+    from doctor_ext.monitor import report
+    return [(report.GROUP, report.OPTS), (ping.GROUP, ping.OPTS)]
