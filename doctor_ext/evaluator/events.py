@@ -35,6 +35,9 @@ TYPE_NAMES = {
 # Longest event_type / trait name we accept; Aodh and Ceilometer store 255.
 MAX_NAME_LENGTH = 255
 MAX_TRAITS = 1024
+# Ceilometer cuts text traits at 255 characters; events from the bus are
+# held to the same limit.
+MAX_TEXT = 255
 PROJECT_TRAITS = ('tenant_id', 'project_id')
 
 
@@ -62,7 +65,13 @@ def _typed(name, dtype, value):
         if dtype == DATETIME_TYPE:
             return parse_datetime(value)
         if dtype in (TEXT_TYPE, NONE_TYPE):
-            return value if isinstance(value, str) else str(value)
+            if isinstance(value, bytes):
+                value = value.decode('utf-8')
+            elif not isinstance(value, str):
+                value = str(value)
+            return value[:MAX_TEXT]
+    except UnicodeDecodeError:
+        raise InvalidEvent('trait %r: value is not valid UTF-8' % name)
     except (TypeError, ValueError, OverflowError) as e:
         raise InvalidEvent('trait %r: value %r is not of type %s (%s)'
                            % (name, _short(value), dtype, e))

@@ -1,0 +1,111 @@
+"""Writes to Aodh that must land but must not hold up a notification.
+
+History rows, and the state of alarms that fired while the database was
+unreachable, are queued here and written in batches by one background
+thread, retried with capped backoff until the database takes them. A state
+write deferred by an outage is a claim like any other: if another agent
+moved the alarm first, this one records nothing more.
+"""
+
+import collections
+import threading
+
+from oslo_log import log
+
+from doctor_ext.evaluator import store as store_mod
+
+LOG = log.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(self, store, batch=500, backoff=0.2, backoff_max=5.0):
+        self._store = store
+        self._batch = batch
+        self._backoff = backoff
+        self._backoff_max = backoff_max
+        self._history = collections.deque()
+        self._claims = collections.deque()
+        self._states = collections.deque()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def start(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run,
+                                            name='doctor-recorder',
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self):
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    @property
+    def pending(self):
+        return len(self._history) + len(self._claims) + len(self._states)
+
+    def history(self, change):
+        self._put(self._history, change)
+
+    def deferred_claim(self, alarm_id, reason):
+        self._put(self._claims, (alarm_id, reason))
+
+    def state(self, alarm_id, reason):
+        self._put(self._states, (alarm_id, reason))
+
+    def _put(self, queue, item):
+        with self._cond:
+            queue.append(item)
+            self._idle.clear()
+            self._cond.notify()
+        self.start()
+
+    def wait_idle(self, timeout):
+        """Wait until everything queued so far is written."""
+        return self._idle.wait(timeout)
+
+    @staticmethod
+    def _take(queue, n):
+        items = []
+        while queue and len(items) < n:
+            items.append(queue.popleft())
+        return items
+
+    def _run(self):
+        delay = self._backoff
+        while True:
+            with self._cond:
+                while not self.pending and not self._stopped:
+                    self._idle.set()
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                claims = self._take(self._claims, self._batch)
+                states = self._take(self._states, self._batch)
+                history = self._take(self._history, self._batch)
+            try:
+                if claims:
+                    self._store.claim(claims)
+                if states:
+                    self._store.set_state(states)
+                if history:
+                    self._store.record_history(history)
+                delay = self._backoff
+            except store_mod.StoreUnavailable as e:
+                LOG.warning('Aodh database unavailable, %d write(s) kept '
+                            'for retry in %.1f s: %s',
+                            len(claims) + len(states) + len(history),
+                            delay, e)
+                with self._cond:
+                    self._claims.extendleft(reversed(claims))
+                    self._states.extendleft(reversed(states))
+                    self._history.extendleft(reversed(history))
+                    self._cond.wait(delay)
+                delay = min(delay * 2, self._backoff_max)
+            except Exception:
+                LOG.exception('Dropping %d Aodh write(s) that failed',
+                              len(claims) + len(states) + len(history))

@@ -1,0 +1,215 @@
+"""Aodh ``event`` alarm rules, parsed once into something cheap to match.
+
+Semantics follow Aodh's event evaluator (``aodh/evaluator/event.py``):
+
+* ``rule.event_type`` is an fnmatch pattern on the event type;
+* every query item must hold (AND); ops ``eq ne lt le gt ge``;
+* ``traits.X`` fields compare the event's trait X with the query value
+  converted to the query's ``type`` (string when unset);
+* an alarm only sees events of its own project.
+
+Where Aodh fails, this module does what the API promised instead:
+
+* a query on a field that is not ``traits.*`` (``event_type``,
+  ``message_id``, ``generated``) is compared as a string (Aodh raises
+  ``TypeError`` and never fires);
+* a query of type ``boolean`` compares the trait as a boolean (Aodh raises
+  ``KeyError`` and drops every event of the project);
+* an ordering op on a missing trait or on values of unlike types is simply
+  false (Aodh raises and logs a traceback per alarm and event).
+
+An alarm that cannot be parsed raises :class:`InvalidAlarm`; the caller logs
+it and keeps every other alarm.
+"""
+
+import operator
+import sys
+
+from oslo_utils import strutils
+
+from doctor_ext.evaluator import events
+
+OPS = {
+    'eq': operator.eq, 'ne': operator.ne, 'lt': operator.lt,
+    'le': operator.le, 'gt': operator.gt, 'ge': operator.ge,
+}
+QUERY_TYPES = ('', 'string', 'integer', 'float', 'boolean', 'datetime')
+TOP_LEVEL_FIELDS = ('event_type', 'message_id', 'generated')
+ALARM = 'alarm'
+
+
+class InvalidAlarm(ValueError):
+    """The alarm cannot be evaluated; the message says why."""
+
+
+def _to_bool(value):
+    if isinstance(value, bool):
+        return value
+    return strutils.bool_from_string(str(value), strict=True)
+
+
+def convert(value, qtype):
+    """Convert ``value`` to the query type; ValueError if it cannot be."""
+    if qtype in ('', 'string', None):
+        return value if isinstance(value, str) else str(value)
+    if qtype == 'integer':
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError('%r is not an integer' % value)
+        return int(value)
+    if qtype == 'float':
+        return float(value)
+    if qtype == 'boolean':
+        return _to_bool(value)
+    if qtype == 'datetime':
+        return events.parse_datetime(value)
+    raise ValueError('unknown type %r' % qtype)
+
+
+class Condition:
+    """One query item: ``field op value``."""
+
+    __slots__ = ('field', 'trait', 'op', 'op_name', 'value', 'qtype',
+                 'source')
+
+    def __init__(self, item):
+        if not isinstance(item, dict):
+            raise InvalidAlarm('query item is not a mapping: %r' % (item,))
+        field = item.get('field')
+        if not isinstance(field, str) or not field:
+            raise InvalidAlarm('query item has no field: %r' % (item,))
+        op_name = item.get('op') or 'eq'
+        if op_name not in OPS:
+            raise InvalidAlarm('query on %s has unknown op %r'
+                               % (field, op_name))
+        qtype = item.get('type') or ''
+        if qtype not in QUERY_TYPES:
+            raise InvalidAlarm('query on %s has unknown type %r'
+                               % (field, qtype))
+        if field.startswith('traits.'):
+            self.trait = sys.intern(field[7:])
+            if not self.trait:
+                raise InvalidAlarm('query field %r names no trait' % field)
+        elif field in TOP_LEVEL_FIELDS:
+            self.trait = None
+        else:
+            raise InvalidAlarm('query field %r is neither traits.<name> nor '
+                               'one of %s' % (field, ', '.join(
+                                   TOP_LEVEL_FIELDS)))
+        if 'value' not in item:
+            raise InvalidAlarm('query on %s has no value' % field)
+        try:
+            self.value = convert(item['value'], qtype)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise InvalidAlarm('query on %s: value %r is not %s (%s)'
+                               % (field, item['value'], qtype or 'string',
+                                  e))
+        self.field = sys.intern(field)
+        self.op_name = op_name
+        self.op = OPS[op_name]
+        self.qtype = qtype
+        self.source = item
+
+    def holds(self, event):
+        if self.trait is not None:
+            actual = event.traits.get(self.trait)
+        else:
+            actual = event.get_value(self.field)
+        if actual is None:
+            # Aodh compares None: ``ne`` holds, everything else does not.
+            return self.op_name == 'ne'
+        try:
+            actual = convert(actual, self.qtype)
+            return self.op(actual, self.value)
+        except (TypeError, ValueError, OverflowError):
+            return self.op_name == 'ne'
+
+    def as_query(self):
+        return self.source
+
+
+class Alarm:
+    """An Aodh event alarm, compiled. ``state`` is this process's view."""
+
+    __slots__ = ('alarm_id', 'project_id', 'user_id', 'name', 'severity',
+                 'event_type', 'wildcard', 'conditions', 'repeat_actions',
+                 'actions', 'state', 'index_key')
+
+    def matches(self, event):
+        for cond in self.conditions:
+            if not cond.holds(event):
+                return False
+        return True
+
+    @property
+    def fired_and_no_repeat(self):
+        return self.state == ALARM and not self.repeat_actions
+
+    def query(self):
+        return [c.as_query() for c in self.conditions]
+
+    def __repr__(self):
+        return '<Alarm %s %s project=%s>' % (
+            self.alarm_id, self.event_type, self.project_id)
+
+
+def _get(alarm, name, default=None):
+    if isinstance(alarm, dict):
+        return alarm.get(name, default)
+    return getattr(alarm, name, default)
+
+
+def _index_key(conditions):
+    """The (trait, value) an alarm is indexed by: an ``eq`` on a string."""
+    best = None
+    for cond in conditions:
+        if (cond.op_name == 'eq' and cond.trait is not None and
+                cond.qtype in ('', 'string')):
+            if cond.trait == 'instance_id':
+                return (cond.trait, cond.value)
+            if best is None:
+                best = (cond.trait, cond.value)
+    return best
+
+
+def compile_alarm(alarm):
+    """Compile an Aodh alarm (storage model or dict) into an :class:`Alarm`.
+
+    :raises InvalidAlarm: naming what is wrong with the alarm.
+    """
+    alarm_id = _get(alarm, 'alarm_id')
+    if not isinstance(alarm_id, str) or not alarm_id:
+        raise InvalidAlarm('alarm has no alarm_id')
+    if _get(alarm, 'type', 'event') != 'event':
+        raise InvalidAlarm('alarm %s is of type %r, not event'
+                           % (alarm_id, _get(alarm, 'type')))
+    rule = _get(alarm, 'rule') or {}
+    if not isinstance(rule, dict):
+        raise InvalidAlarm('alarm %s: rule is not a mapping' % alarm_id)
+    event_type = rule.get('event_type') or '*'
+    if not isinstance(event_type, str):
+        raise InvalidAlarm('alarm %s: event_type %r is not a string'
+                           % (alarm_id, event_type))
+    query = rule.get('query') or []
+    if not isinstance(query, list):
+        raise InvalidAlarm('alarm %s: query is not a list' % alarm_id)
+    try:
+        conditions = tuple(Condition(item) for item in query)
+    except InvalidAlarm as e:
+        raise InvalidAlarm('alarm %s: %s' % (alarm_id, e))
+    project_id = _get(alarm, 'project_id') or ''
+    compiled = Alarm()
+    compiled.alarm_id = alarm_id
+    compiled.project_id = sys.intern(project_id)
+    compiled.user_id = _get(alarm, 'user_id')
+    compiled.name = _get(alarm, 'name') or alarm_id
+    compiled.severity = sys.intern(_get(alarm, 'severity') or 'low')
+    compiled.event_type = sys.intern(event_type)
+    compiled.wildcard = any(c in event_type for c in '*?[')
+    compiled.conditions = conditions
+    compiled.repeat_actions = bool(_get(alarm, 'repeat_actions', False))
+    compiled.actions = tuple(sys.intern(a) for a in
+                             (_get(alarm, 'alarm_actions') or ())
+                             if isinstance(a, str))
+    compiled.state = sys.intern(_get(alarm, 'state') or 'insufficient data')
+    compiled.index_key = _index_key(conditions)
+    return compiled

@@ -1,0 +1,82 @@
+"""Fixtures shared by the unit and functional tests."""
+
+import os
+import uuid
+
+import fixtures
+import sqlalchemy as sa
+
+POSTGRES_URL = os.environ.get('DOCTOR_TEST_POSTGRES',
+                              'postgresql://postgres@127.0.0.1/postgres')
+MYSQL_URL = os.environ.get('DOCTOR_TEST_MYSQL',
+                           'mysql+pymysql://root@127.0.0.1/')
+
+
+class AodhDatabase(fixtures.Fixture):
+    """A throw-away database with Aodh's tables, on a real server.
+
+    ``backend`` is ``postgresql`` or ``mysql``; the database is created
+    with a unique name and dropped at clean-up. ``schema`` creates the
+    tables from Aodh's models (functional tests run aodh-dbsync instead).
+    """
+
+    def __init__(self, backend='postgresql', schema=True):
+        super().__init__()
+        self.backend = backend
+        self.schema = schema
+
+    def _setUp(self):
+        name = 'doctor_test_%s' % uuid.uuid4().hex[:12]
+        admin_url = POSTGRES_URL if self.backend == 'postgresql' else \
+            MYSQL_URL
+        admin = sa.create_engine(admin_url, isolation_level='AUTOCOMMIT')
+        with admin.connect() as conn:
+            conn.execute(sa.text('CREATE DATABASE %s' % name))
+        self.addCleanup(admin.dispose)
+
+        def drop():
+            with admin.connect() as conn:
+                force = ' WITH (FORCE)' if self.backend == 'postgresql' \
+                    else ''
+                conn.execute(sa.text('DROP DATABASE IF EXISTS %s%s'
+                                     % (name, force)))
+        self.addCleanup(drop)
+        url = sa.engine.make_url(admin_url).set(database=name)
+        self.url = url.render_as_string(hide_password=False)
+        self.engine = sa.create_engine(self.url)
+        self.addCleanup(self.engine.dispose)
+        if self.schema:
+            from aodh.storage.sqlalchemy import models
+            models.Base.metadata.create_all(self.engine)
+
+    def add_alarm(self, alarm_id=None, project_id='p1', event_type='*',
+                  query=None, actions=('http://127.0.0.1:9/x',),
+                  repeat_actions=False, state='ok', enabled=True,
+                  name=None, severity='critical'):
+        from aodh.storage.sqlalchemy import models
+        alarm_id = alarm_id or str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            conn.execute(models.Alarm.__table__.insert().values(
+                alarm_id=alarm_id, enabled=enabled, name=name or alarm_id,
+                type='event', severity=severity, description='',
+                user_id='u-' + project_id, project_id=project_id,
+                state=state, state_reason='', ok_actions=[],
+                alarm_actions=list(actions), insufficient_data_actions=[],
+                repeat_actions=repeat_actions,
+                rule={'event_type': event_type, 'query': query or []},
+                time_constraints=[]))
+        return alarm_id
+
+    def state(self, alarm_id):
+        from aodh.storage.sqlalchemy import models
+        table = models.Alarm.__table__
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(table.c.state).where(
+                table.c.alarm_id == alarm_id)).scalar()
+
+    def history(self, alarm_id):
+        from aodh.storage.sqlalchemy import models
+        table = models.AlarmChange.__table__
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(table).where(table.c.alarm_id == alarm_id))]

@@ -1,0 +1,198 @@
+"""The evaluator against a real Aodh schema on PostgreSQL and MariaDB."""
+
+import concurrent.futures
+import threading
+
+from oslo_config import cfg
+from oslotest import base
+import testscenarios
+
+from doctor_ext.evaluator import engine as engine_mod
+from doctor_ext.evaluator import events
+from doctor_ext.evaluator import index as index_mod
+from doctor_ext.evaluator import store as store_mod
+from doctor_ext.evaluator import sync as sync_mod
+from tests import fixtures as doctor_fixtures
+
+load_tests = testscenarios.load_tests_apply_scenarios
+
+
+class RecordingNotifier:
+    """Stands in for the HTTP notifier: records what would be POSTed."""
+
+    def __init__(self):
+        self.sent = []
+        self.lock = threading.Lock()
+
+    def submit(self, notification):
+        with self.lock:
+            self.sent.append(notification)
+        f = concurrent.futures.Future()
+        f.set_result(True)
+        return f
+
+    def stop(self):
+        pass
+
+
+def doctor_query(vm):
+    return [{'field': 'traits.state', 'op': 'eq', 'value': 'error'},
+            {'field': 'traits.instance_id', 'op': 'eq', 'value': vm}]
+
+
+def vm_event(vm, project='p1'):
+    return events.make_event('compute.instance.update', {
+        'instance_id': vm, 'tenant_id': project, 'state': 'error'})
+
+
+class EngineTest(base.BaseTestCase):
+    scenarios = [('postgresql', {'backend': 'postgresql'}),
+                 ('mysql', {'backend': 'mysql'})]
+
+    def setUp(self):
+        super().setUp()
+        self.db = self.useFixture(doctor_fixtures.AodhDatabase(
+            self.backend))
+        self.conf = cfg.ConfigOpts()
+        self.conf([], project='doctor-test')
+        store_mod.register_opts(self.conf)
+        self.conf.set_override('aodh_connection', self.db.url,
+                               group='doctor_evaluator')
+        self.engine = self.make_engine()
+
+    def make_engine(self):
+        index = index_mod.AlarmIndex()
+        store = store_mod.AodhStore(self.conf)
+        self.addCleanup(store.dispose)
+        sync = sync_mod.AlarmSync(self.conf, index, store)
+        engine = engine_mod.Engine(self.conf, index, store,
+                                   RecordingNotifier(), sync=sync)
+        self.addCleanup(engine.recorder.stop)
+        return engine
+
+    def load(self, engine=None):
+        engine = engine or self.engine
+        engine.sync.load_all()
+        engine.sync.loaded.set()
+
+    def test_fires_once_records_state_and_history(self):
+        a = self.db.add_alarm(project_id='p1', query=doctor_query('vm-1'),
+                              event_type='compute.instance.update',
+                              actions=['http://127.0.0.1:9/a',
+                                       'http://127.0.0.1:9/b'])
+        self.load()
+        firings = self.engine.evaluate([vm_event('vm-1')])
+        self.assertEqual([a], [f.alarm.alarm_id for f in firings])
+        sent = self.engine.notifier.sent
+        self.assertEqual(['http://127.0.0.1:9/a', 'http://127.0.0.1:9/b'],
+                         [n.action for n in sent])
+        n = sent[0]
+        self.assertEqual(('ok', 'alarm', 'critical'),
+                         (n.previous, n.current, n.severity))
+        self.assertEqual('event', n.reason_data['type'])
+        self.assertEqual('vm-1', dict(
+            (t[0], t[2]) for t in n.reason_data['event']['traits']
+        )['instance_id'])
+        self.assertIn('hits the query', n.reason)
+        self.assertEqual('alarm', self.db.state(a))
+        self.assertTrue(self.engine.recorder.wait_idle(10))
+        history = self.db.history(a)
+        self.assertEqual(1, len(history))
+        self.assertEqual('state transition', history[0]['type'])
+        self.assertEqual('p1', history[0]['on_behalf_of'])
+        # Non-repeating: a second event does not fire again.
+        self.assertEqual([], self.engine.evaluate([vm_event('vm-1')]))
+        self.assertEqual(2, len(sent))
+
+    def test_repeating_alarm_fires_every_time(self):
+        a = self.db.add_alarm(query=doctor_query('vm-1'),
+                              repeat_actions=True)
+        self.load()
+        for _ in range(3):
+            self.assertEqual(1, len(self.engine.evaluate([vm_event('vm-1')])))
+        self.assertTrue(self.engine.recorder.wait_idle(10))
+        self.assertEqual(3, len(self.db.history(a)))
+        self.assertEqual('alarm', self.db.state(a))
+
+    def test_exactly_once_across_two_agents(self):
+        ids = [self.db.add_alarm(query=doctor_query('vm-%d' % i))
+               for i in range(50)]
+        other = self.make_engine()
+        self.load()
+        self.load(other)
+        batch = [vm_event('vm-%d' % i) for i in range(50)]
+        results = []
+        start = threading.Barrier(2)
+
+        def run(engine):
+            start.wait()
+            results.append(engine.evaluate(batch))
+        threads = [threading.Thread(target=run, args=(e,))
+                   for e in (self.engine, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        fired = [f.alarm.alarm_id for r in results for f in r]
+        self.assertEqual(sorted(ids), sorted(fired))
+
+    def test_project_scoping(self):
+        self.db.add_alarm(project_id='p2', query=doctor_query('vm-1'))
+        self.load()
+        self.assertEqual([], self.engine.evaluate([vm_event('vm-1', 'p1')]))
+        self.assertEqual([], self.engine.notifier.sent)
+
+    def test_invalid_alarm_skipped_others_work(self):
+        self.db.add_alarm(query=[{'field': 'traits.x', 'op': 'eq',
+                                  'value': 'abc', 'type': 'integer'}])
+        good = self.db.add_alarm(query=doctor_query('vm-1'))
+        self.load()
+        self.assertEqual(1, len(self.engine.index))
+        fired = self.engine.evaluate([vm_event('vm-1')])
+        self.assertEqual([good], [f.alarm.alarm_id for f in fired])
+
+    def test_new_and_deleted_alarm_via_refresh(self):
+        self.load()
+        a = self.db.add_alarm(query=doctor_query('vm-1'))
+        self.engine.sync.refresh(a)
+        self.assertEqual(1, len(self.engine.evaluate([vm_event('vm-1')])))
+        self.engine.sync.refresh(a, deleted=True)
+        self.assertEqual(0, len(self.engine.index))
+
+    def test_database_down_fires_from_index_and_writes_later(self):
+        a = self.db.add_alarm(query=doctor_query('vm-1'))
+        self.load()
+        real = self.conf.doctor_evaluator.aodh_connection
+        broken = store_mod.AodhStore(self.conf)
+        self.conf.set_override(
+            'aodh_connection',
+            real.replace('127.0.0.1', '127.0.0.1:1').replace(
+                ':1:5432', ':1').replace(':1:3306', ':1'),
+            group='doctor_evaluator')
+        self.engine.store = broken
+        self.engine.recorder._store = broken
+        fired = self.engine.evaluate([vm_event('vm-1')])
+        self.assertEqual([a], [f.alarm.alarm_id for f in fired])
+        self.assertEqual('ok', self.db.state(a))
+        self.assertGreater(self.engine.recorder.pending, 0)
+        # The database comes back: the deferred claim and history land.
+        self.conf.set_override('aodh_connection', real,
+                               group='doctor_evaluator')
+        broken._engine = None
+        self.assertTrue(self.engine.recorder.wait_idle(20))
+        self.assertEqual('alarm', self.db.state(a))
+        self.assertEqual(1, len(self.db.history(a)))
+
+
+class NotReadyTest(base.BaseTestCase):
+    def test_events_refused_until_alarms_loaded(self):
+        conf = cfg.ConfigOpts()
+        conf([], project='doctor-test')
+        index = index_mod.AlarmIndex()
+        store = store_mod.AodhStore(conf)
+        sync = sync_mod.AlarmSync(conf, index, store)
+        engine = engine_mod.Engine(conf, index, store, RecordingNotifier(),
+                                   sync=sync)
+        conf.set_override('startup_wait', 0.01, group='doctor_evaluator')
+        self.assertRaises(engine_mod.NotReady, engine.evaluate,
+                          [vm_event('vm-1')])
