@@ -1,0 +1,439 @@
+"""The inspector's Nova client: find a host's servers, fence the host.
+
+Everything goes through openstacksdk (``openstack.connection.Connection``) on
+a keystoneauth1 session built from the ``[doctor_nova]`` config group, which
+holds keystoneauth's auth, session and adapter options. Operators who want
+Ceilometer's own credentials set ``auth_section = service_credentials``.
+
+Fencing a host is two things in Nova:
+
+* force-down its ``nova-compute`` service: by service uuid with
+  microversion 2.53 and later, else with the 2.11 ``force-down`` action
+  (openstacksdk's ``update_service_forced_down`` picks the call from the
+  microversions the server offers);
+* reset its servers to ``error``, in parallel (at most
+  ``max_parallel_resets`` calls at once across all callers), each call
+  retried on 5xx, connection errors and timeouts with exponential backoff;
+  4xx answers are not retried (404: the server is gone).
+
+Of keystoneauth's adapter options, ``valid_interfaces``,
+``endpoint_override``, ``service_name`` and the connect / status-code retry
+options are passed on to openstacksdk; the version options are not (the
+microversion is negotiated per call). The session option ``timeout`` is
+replaced by ``call_timeout``.
+
+Nothing here logs a token or a password: messages name the host, the server
+and Nova's answer only.
+"""
+
+from concurrent import futures
+import dataclasses
+import logging
+import threading
+import time
+
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ks_session
+from openstack import connection
+from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
+from oslo_config import cfg
+
+LOG = logging.getLogger(__name__)
+
+GROUP = 'doctor_nova'
+NOVA_COMPUTE = 'nova-compute'
+OK = 'ok'
+
+# Nova microversions of the two force-down calls.
+FORCE_DOWN_BY_UUID = '2.53'
+FORCE_DOWN_BY_HOST = '2.11'
+
+_INTERFACES = ('public', 'internal', 'admin',
+               'publicURL', 'internalURL', 'adminURL')
+
+
+def _adapter_opts():
+    return ks_loading.get_adapter_conf_options(include_deprecated=False)
+
+
+# keystoneauth's own region_name option (the adapter one), so that
+# registering the adapter options in the group after OPTS is a no-op for it.
+_REGION_OPT = next(o for o in _adapter_opts() if o.dest == 'region_name')
+
+OPTS = [
+    cfg.IntOpt('max_parallel_resets', default=32, min=1,
+               help='Most reset-state calls in flight at once (shared by '
+                    'every host being fenced).'),
+    cfg.FloatOpt('call_timeout', default=10.0, min=0.001,
+                 help='Seconds to wait for Nova (or Keystone) to answer one '
+                      'HTTP call, retries not included. It replaces the '
+                      'keystoneauth session option "timeout", which is '
+                      'ignored in this group.'),
+    cfg.IntOpt('max_retries', default=3, min=0,
+               help='Retries of a call that failed with a 5xx answer, a '
+                    'connection error or a timeout. 4xx answers are never '
+                    'retried.'),
+    cfg.FloatOpt('retry_backoff', default=0.2, min=0.0,
+                 help='Seconds before the first retry; doubled for each '
+                      'next one.'),
+    _REGION_OPT,
+    cfg.StrOpt('interface', choices=_INTERFACES,
+               help='Catalog interface of the compute endpoint. Unset: '
+                    'valid_interfaces if set, else the interface of the '
+                    'auth_section group if it has one (Ceilometer\'s '
+                    '[service_credentials] does), else public.'),
+]
+
+_OWN = frozenset(o.dest for o in OPTS)
+
+
+def list_auth_opts():
+    """keystoneauth options of ``[doctor_nova]``, for the config generator.
+
+    The common auth options (``auth_type``, ``auth_section``), the
+    ``password`` plugin's, the session's and the adapter's, without the
+    ones :data:`OPTS` already lists.
+    """
+    seen = set(_OWN)
+    result = []
+    for opt in (ks_loading.get_auth_common_conf_options() +
+                ks_loading.get_auth_plugin_conf_options('password') +
+                ks_loading.get_session_conf_options() +
+                _adapter_opts()):
+        if opt.dest not in seen:
+            seen.add(opt.dest)
+            result.append(opt)
+    return result
+
+
+def register_opts(conf):
+    """Register :data:`OPTS` and keystoneauth's options in ``[doctor_nova]``.
+
+    Idempotent. The auth plugin's own options (``auth_url``, ``username``,
+    ...) are registered when the plugin is loaded, as keystoneauth does.
+    """
+    conf.register_opts(OPTS, group=GROUP)
+    ks_loading.register_auth_conf_options(conf, GROUP)
+    ks_loading.register_session_conf_options(conf, GROUP)
+    ks_loading.register_adapter_conf_options(conf, GROUP,
+                                             include_deprecated=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRef:
+    """A server as the inspector needs it."""
+
+    id: str
+    project_id: str
+    user_id: str
+    host: str
+    status: str
+    name: str
+
+
+class FencingError(Exception):
+    """A Nova call failed; the message names the host or server and why."""
+
+
+class _Permanent(Exception):
+    """A failure found by us (not an HTTP error): never retried."""
+
+
+def _status_of(exc):
+    status = getattr(exc, 'status_code', None)  # openstacksdk
+    if status is None:
+        status = getattr(exc, 'http_status', None)  # keystoneauth
+    return status
+
+
+def _causes(exc):
+    """The exception and what it was raised from or during."""
+    seen = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _retriable(exc):
+    for cause in _causes(exc):
+        if isinstance(cause, (ks_exc.RetriableConnectionFailure,
+                              ks_exc.UnknownConnectionError,
+                              # The endpoint is in the catalog but its
+                              # version document did not answer (openstacksdk
+                              # does not keep the cause).
+                              ks_exc.DiscoveryFailure,
+                              sdk_exc.ServiceDiscoveryException)):
+            return True
+        status = _status_of(cause)
+        if status is not None:
+            return status >= 500
+    return False
+
+
+def _first_line(text):
+    text = ' '.join(str(text or '').split())
+    return text[:300]
+
+
+class NovaFencer:
+    """Nova calls of the inspector, through openstacksdk.
+
+    Constructing it never touches the network: the session, the token and
+    the endpoint discovery happen on the first call. Thread-safe.
+    """
+
+    def __init__(self, conf):
+        register_opts(conf)
+        self._conf = conf
+        self._lock = threading.Lock()
+        self._session = None
+        self._connection = None
+        self._proxy = None
+        self._executor = None
+
+    @property
+    def _opts(self):
+        return self._conf[GROUP]
+
+    # -- connection --------------------------------------------------------
+
+    def _auth_section_value(self, name):
+        section = self._opts.auth_section
+        if not section:
+            return None
+        try:
+            return self._conf[section][name]
+        except (cfg.NoSuchOptError, cfg.NoSuchGroupError, KeyError):
+            return None
+
+    def _connect(self):
+        opts = self._opts
+        if opts.auth_section:
+            # auth_type lives in the auth_section group: make sure it is
+            # registered there (Ceilometer does it for its own groups).
+            ks_loading.register_auth_conf_options(self._conf, GROUP)
+        try:
+            auth = ks_loading.load_auth_from_conf_options(self._conf, GROUP)
+        except ks_exc.ClientException as exc:
+            raise FencingError('[%s] auth options are incomplete: %s'
+                               % (GROUP, _first_line(exc)))
+        if auth is None:
+            raise FencingError(
+                '[%s] has no credentials: set auth_type (e.g. password) and '
+                'its options, or auth_section = service_credentials' % GROUP)
+        session = ks_loading.load_session_from_conf_options(
+            self._conf, GROUP, auth=auth, timeout=opts.call_timeout)
+        # A connection pool as wide as the reset pool (requests keeps 10).
+        adapter = ks_session.TCPKeepAliveAdapter(
+            pool_connections=4, pool_maxsize=opts.max_parallel_resets + 4,
+            tls_ciphers=session.tls_ciphers,
+            tls_min_version=session.tls_min_version)
+        session.session.mount('http://', adapter)
+        session.session.mount('https://', adapter)
+
+        interface = (opts.valid_interfaces or opts.interface or
+                     self._auth_section_value('interface') or 'public')
+        region = opts.region_name or self._auth_section_value('region_name')
+        extra = {}
+        for name in ('endpoint_override', 'service_name', 'connect_retries',
+                     'connect_retry_delay', 'status_code_retries',
+                     'status_code_retry_delay', 'retriable_status_codes'):
+            value = opts[name]
+            if value is not None:
+                extra['compute_' + name] = value
+        self._session = session
+        return connection.Connection(
+            session=session, compute_api_version='2', region_name=region,
+            interface=interface, strict_proxies=True,
+            app_name='doctor-ext', **extra)
+
+    def _compute(self):
+        """The compute proxy; the first call authenticates and discovers."""
+        with self._lock:
+            if self._proxy is None:
+                if self._connection is None:
+                    self._connection = self._connect()
+                # Not cached by openstacksdk when discovery fails.
+                self._proxy = self._connection.compute
+            return self._proxy
+
+    def _pool(self):
+        with self._lock:
+            if self._executor is None:
+                self._executor = futures.ThreadPoolExecutor(
+                    max_workers=self._opts.max_parallel_resets,
+                    thread_name_prefix='doctor-nova-reset')
+            return self._executor
+
+    def close(self):
+        """Stop the reset threads and drop the connection (reopened lazily)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+            session, self._session = self._session, None
+            self._connection = self._proxy = None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        if session is not None:
+            session.session.close()
+
+    # -- error handling ----------------------------------------------------
+
+    def _describe(self, exc):
+        for cause in _causes(exc):
+            if isinstance(cause, ks_exc.ConnectTimeout):
+                return ('no answer within call_timeout=%ss'
+                        % self._opts.call_timeout)
+            if isinstance(cause, ks_exc.ConnectionError):
+                return 'connection failed (%s)' % _first_line(cause)
+            status = _status_of(cause)
+            if status is None:
+                continue
+            details = (getattr(cause, 'details', None) or
+                       getattr(cause, 'message', None) or cause)
+            text = 'HTTP %s: %s' % (status, _first_line(details))
+            if status == 401:
+                text += (' (Keystone refused the [%s] credentials)' % GROUP)
+            elif status == 403:
+                text += (' (the [%s] user needs the admin role)' % GROUP)
+            return text
+        return _first_line(exc) or type(exc).__name__
+
+    def _call(self, what, func, *args):
+        """Run ``func``; retry 5xx/connection/timeout failures with backoff.
+
+        Raises FencingError naming ``what`` when it finally fails.
+        """
+        opts = self._opts
+        attempt = 0
+        while True:
+            try:
+                return func(*args)
+            except FencingError:
+                raise
+            except _Permanent as exc:
+                raise FencingError('%s failed: %s' % (what, exc))
+            except (sdk_exc.SDKException, ks_exc.ClientException) as exc:
+                reason = self._describe(exc)
+                if not _retriable(exc):
+                    raise FencingError('%s failed: %s' % (what, reason))
+                if attempt >= opts.max_retries:
+                    raise FencingError('%s failed after %d attempts: %s'
+                                       % (what, attempt + 1, reason))
+                delay = opts.retry_backoff * (2 ** attempt)
+                attempt += 1
+                LOG.warning('%s: %s; retry %d of %d in %.2fs', what, reason,
+                            attempt, opts.max_retries, delay)
+                time.sleep(delay)
+
+    # -- queries -------------------------------------------------------------
+
+    @staticmethod
+    def _ref(server):
+        return ServerRef(id=server.id, project_id=server.project_id,
+                         user_id=server.user_id, host=server.compute_host,
+                         status=server.status, name=server.name)
+
+    def _list(self, host=None):
+        filters = {'compute_host': host} if host is not None else {}
+        compute = self._compute()
+        return [self._ref(s) for s in compute.servers(
+            details=True, all_projects=True, **filters)]
+
+    def servers_on_host(self, host):
+        """The servers of every project on ``host``: list of ServerRef.
+
+        Raises FencingError (naming the host) when Nova cannot tell.
+        """
+        refs = self._call('listing the servers of host %s' % host,
+                          self._list, host)
+        # Nova ignores the host filter for non-admins: never trust it.
+        return [r for r in refs if r.host == host]
+
+    def all_servers(self):
+        """The servers of every project and host: list of ServerRef."""
+        return self._call('listing all servers', self._list)
+
+    # -- fencing -------------------------------------------------------------
+
+    def _force_down(self, host):
+        compute = self._compute()
+        if not sdk_utils.supports_microversion(compute, FORCE_DOWN_BY_HOST):
+            raise _Permanent('Nova does not offer microversion %s, the '
+                             'first with force-down' % FORCE_DOWN_BY_HOST)
+        services = [s for s in compute.services(host=host,
+                                                binary=NOVA_COMPUTE)
+                    if s.host == host and s.binary == NOVA_COMPUTE]
+        if not services:
+            raise _Permanent('Nova has no %s service on host %s'
+                             % (NOVA_COMPUTE, host))
+        service = services[0]
+        by_uuid = sdk_utils.supports_microversion(compute, FORCE_DOWN_BY_UUID)
+        updated = compute.update_service_forced_down(
+            service, host=host, binary=NOVA_COMPUTE, forced=True)
+        if updated is not None and updated.is_forced_down is False:
+            raise _Permanent('Nova answered forced_down=false')
+        return ('service %s, microversion %s+' % (service.id,
+                                                  FORCE_DOWN_BY_UUID)
+                if by_uuid else
+                'legacy force-down action, microversion %s'
+                % FORCE_DOWN_BY_HOST)
+
+    def force_down(self, host):
+        """Force down the nova-compute service of ``host``.
+
+        Returns True when Nova accepted it, False otherwise (the reason is
+        logged, naming the host).
+        """
+        started = time.monotonic()
+        try:
+            how = self._call('force-down of nova-compute on host %s' % host,
+                             self._force_down, host)
+        except FencingError as exc:
+            LOG.error('%s', exc)
+            return False
+        LOG.info('Forced down nova-compute on host %s (%s) in %.3fs',
+                 host, how, time.monotonic() - started)
+        return True
+
+    def _reset_one(self, server_id):
+        what = 'reset of server %s to error' % server_id
+        try:
+            self._call(what, self._reset, server_id)
+        except FencingError as exc:
+            message = str(exc)
+            for cause in _causes(exc.__context__):
+                if _status_of(cause) == 404:
+                    message += (' (the server is gone, or not visible to '
+                                'the [%s] user)' % GROUP)
+                    break
+            LOG.warning('%s', message)
+            return message
+        except Exception as exc:
+            LOG.exception('%s failed', what)
+            return '%s failed: %s' % (what, _first_line(exc))
+        return OK
+
+    def _reset(self, server_id):
+        self._compute().reset_server_state(server_id, 'error')
+
+    def reset_to_error(self, server_ids):
+        """Reset servers to ``error`` in parallel.
+
+        Returns a dict: server id -> :data:`OK` or an error message naming
+        the server and Nova's answer. Never raises for a single server.
+        """
+        ids = list(dict.fromkeys(server_ids))
+        if not ids:
+            return {}
+        started = time.monotonic()
+        pool = self._pool()
+        pending = {sid: pool.submit(self._reset_one, sid) for sid in ids}
+        results = {sid: f.result() for sid, f in pending.items()}
+        failed = sum(1 for r in results.values() if r != OK)
+        log = LOG.warning if failed else LOG.info
+        log('Reset %d server(s) to error, %d failed, in %.3fs',
+            len(ids), failed, time.monotonic() - started)
+        return results

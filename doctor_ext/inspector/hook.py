@@ -1,0 +1,338 @@
+"""The ``doctor-inspector://`` event-pipeline plugin: Doctor's Inspector.
+
+On a host-fault event (the monitor's ``compute.host.down``, or Nova's
+``service.update`` with ``forced_down`` set by someone else) it
+
+1. finds the affected instances and owners in the resource map
+   (:mod:`.resource_map`), without asking Nova;
+2. hands one fault event per instance (``compute.instance.update``,
+   ``state=error``, ``instance_id``, the owner's ``tenant_id``, ``host``) to
+   the evaluator at once, so owners do not wait for Nova (Doctor's
+   "shortcut"); in ``conservative`` mode only after Nova confirmed the fence;
+3. fences the host in Nova in the background (:mod:`.fencing`): force-down
+   the nova-compute service, then reset every affected instance to error.
+
+Repeated reports of a host already handled are ignored until the host is
+reported up again (or ``fault_memory`` has passed). Which faults fence
+follows the operator policy below. ``compute.instance.*`` events keep the
+resource map current.
+"""
+
+import concurrent.futures
+import threading
+import time
+
+from ceilometer import publisher
+from oslo_config import cfg
+from oslo_log import log
+
+from doctor_ext.evaluator import engine as engine_mod
+from doctor_ext.evaluator import events as events_mod
+from doctor_ext.inspector import fencing
+from doctor_ext.inspector import resource_map
+from doctor_ext.publisher import shortcut
+
+LOG = log.getLogger(__name__)
+
+GROUP = 'doctor_inspector'
+OPTS = [
+    cfg.ListOpt('fault_event_types',
+                default=['compute.host.down', 'service.update'],
+                help='Event types that report a host fault. service.update '
+                     'counts only when it says forced_down=true.'),
+    cfg.ListOpt('recovery_event_types', default=['compute.host.up'],
+                help='Event types that report a host back up (a later '
+                     'fault of it is handled again).'),
+    cfg.BoolOpt('fence', default=True,
+                help='Fence faulty hosts in Nova (force-down the compute '
+                     'service, reset instances to error).'),
+    cfg.ListOpt('fence_event_types', default=['compute.host.down'],
+                help='Fault event types that fence the host.'),
+    cfg.ListOpt('fence_severities', default=['critical', 'major'],
+                help='Monitor severities that fence the host (a fault of '
+                     'another severity only notifies the owners).'),
+    cfg.StrOpt('mode', default='shortcut',
+               choices=[('shortcut', 'notify owners at once, fence in '
+                                     'parallel'),
+                        ('conservative', 'notify owners once Nova has '
+                                         'confirmed the fence')],
+               help='When owners are notified of a host fault.'),
+    cfg.FloatOpt('fault_memory', default=3600.0, min=0,
+                 help='Seconds a handled host fault is remembered: repeated '
+                      'reports meanwhile neither fence nor notify again.'),
+    cfg.FloatOpt('resource_map_resync_interval', default=600.0, min=0,
+                 help='Seconds between full reloads of the instance map '
+                      'from Nova (0: only at start).'),
+    cfg.IntOpt('fence_workers', default=4, min=1,
+               help='Hosts fenced at the same time.'),
+    cfg.BoolOpt('timeline_log', default=False,
+                help='Log one line per host fault with the time of each '
+                     'step (detected, instances found, fault events built, '
+                     'owners notified, forced down, instances reset), for '
+                     'the Doctor timeline.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(OPTS, group=GROUP)
+
+
+def _truthy(value):
+    return str(value).lower() in ('true', '1', 'yes')
+
+
+class HostFault:
+    """One handled host fault, with the time of each step."""
+
+    def __init__(self, host, event):
+        self.host = host
+        self.event = event
+        self.cause = event.traits.get('cause') or event.event_type
+        self.monitor_event_id = event.traits.get('monitor_event_id')
+        self.times = {}
+        self.instances = []
+        self.firings = []
+        self.fenced = None
+        self.reset = {}
+        self.done = threading.Event()
+
+
+class Inspector:
+    """The inspector proper; the publisher below is its pipeline face."""
+
+    def __init__(self, conf, engine, fencer, rmap=None, ledger=None):
+        register_opts(conf)
+        self._opts = conf[GROUP]
+        self.engine = engine
+        self.fencer = fencer
+        self.map = rmap or resource_map.ResourceMap()
+        self.ledger = ledger or shortcut.LEDGER
+        self._faults = {}   # host -> (HostFault, monotonic time)
+        self._lock = threading.Lock()
+        self._fence_pool = concurrent.futures.ThreadPoolExecutor(
+            self._opts.fence_workers, thread_name_prefix='doctor-fence')
+        self._stop = threading.Event()
+        self._loader = None
+
+    # -- resource map ------------------------------------------------------
+    def start(self):
+        if self._loader is None:
+            self._loader = threading.Thread(target=self._load_map,
+                                            name='doctor-resource-map',
+                                            daemon=True)
+            self._loader.start()
+
+    def stop(self):
+        self._stop.set()
+        self._fence_pool.shutdown(wait=False)
+
+    def _load_map(self):
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                servers = self.fencer.all_servers()
+            except Exception as e:
+                LOG.warning('Cannot load the instance map from Nova yet, '
+                            'retrying in %.1f s: %s', delay, e)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.map.replace_all(resource_map.Instance(
+                s.id, s.project_id, s.user_id, s.host, s.status)
+                for s in servers)
+            LOG.info('Instance map loaded from Nova: %d instance(s) on %d '
+                     'host(s)', len(self.map), len(self.map.hosts()))
+            delay = 0.5
+            interval = self._opts.resource_map_resync_interval
+            if not interval or self._stop.wait(interval):
+                return
+
+    # -- events ------------------------------------------------------------
+    def handle(self, event, received=None):
+        """Handle one parsed event; returns the HostFault it started."""
+        received = received or time.time()
+        etype = event.event_type
+        if etype.startswith('compute.instance.'):
+            self.map.apply(event)
+            return None
+        if etype in self._opts.recovery_event_types:
+            self._recovered(event)
+            return None
+        if etype not in self._opts.fault_event_types:
+            return None
+        host = event.traits.get('hostname') or event.traits.get('host')
+        if not host:
+            LOG.error('Ignoring %s event %s: it names no host', etype,
+                      event.message_id)
+            return None
+        if etype == 'service.update':
+            if not _truthy(event.traits.get('forced_down')):
+                if not _truthy(event.traits.get('disabled')):
+                    self._recovered(event)
+                return None
+        return self._fault(host, event, received)
+
+    def _recovered(self, event):
+        host = event.traits.get('hostname') or event.traits.get('host')
+        with self._lock:
+            if self._faults.pop(host, None) is not None:
+                LOG.info('Host %s is back (%s)', host, event.event_type)
+
+    def _fault(self, host, event, received):
+        now = time.monotonic()
+        with self._lock:
+            known = self._faults.get(host)
+            if known is not None and now - known[1] < self._opts.fault_memory:
+                LOG.info('Host %s fault already handled (%s); ignoring %s',
+                         host, known[0].monitor_event_id, event.event_type)
+                return None
+            fault = HostFault(host, event)
+            self._faults[host] = (fault, now)
+        fault.times['detected'] = received
+        fault.instances = self.map.on_host(host)
+        if not fault.instances and not self.map.loaded.is_set():
+            fault.instances = self._ask_nova(host)
+        fault.times['found'] = time.time()
+        LOG.info('Host %s down (%s): %d instance(s) of %d project(s)',
+                 host, fault.cause, len(fault.instances),
+                 len({i.project_id for i in fault.instances}))
+        fence = self._should_fence(event)
+        conservative = self._opts.mode == 'conservative'
+        if conservative and fence:
+            future = self._fence_pool.submit(self._fence, fault)
+            future.add_done_callback(lambda f: self._notify(fault))
+        else:
+            self._notify(fault)
+            if fence:
+                self._fence_pool.submit(self._fence, fault)
+            else:
+                fault.done.set()
+                self._log_timeline(fault)
+        return fault
+
+    def _ask_nova(self, host):
+        try:
+            return [resource_map.Instance(s.id, s.project_id, s.user_id,
+                                          s.host, s.status)
+                    for s in self.fencer.servers_on_host(host)]
+        except Exception as e:
+            LOG.error('Instance map not loaded and Nova cannot list the '
+                      'instances of %s: %s', host, e)
+            return []
+
+    def _should_fence(self, event):
+        if not self._opts.fence:
+            return False
+        if event.event_type not in self._opts.fence_event_types:
+            return False
+        severity = event.traits.get('severity')
+        return not severity or severity in self._opts.fence_severities
+
+    def fault_events(self, fault):
+        """One ``compute.instance.update`` (state error) per instance."""
+        out = []
+        for inst in fault.instances:
+            out.append(events_mod.make_event('compute.instance.update', {
+                'instance_id': inst.instance_id,
+                'tenant_id': inst.project_id,
+                'user_id': inst.user_id,
+                'state': 'error',
+                'old_state': inst.state,
+                'host': fault.host,
+                'cause': fault.cause,
+                'monitor_event_id': fault.monitor_event_id,
+                'source': 'doctor-ext',
+            }))
+        return out
+
+    def _notify(self, fault):
+        events = self.fault_events(fault)
+        self.ledger.record([i.instance_id for i in fault.instances], 'error')
+        fault.times['events'] = time.time()
+        try:
+            fault.firings = self.engine.evaluate(
+                events, received=fault.times['detected'])
+        except Exception:
+            LOG.exception('Evaluating the faults of host %s failed',
+                          fault.host)
+            raise
+        fault.times['notified'] = time.time()
+
+    def _fence(self, fault):
+        host = fault.host
+        try:
+            fault.fenced = self.fencer.force_down(host)
+            fault.times['forced_down'] = time.time()
+            ids = [i.instance_id for i in fault.instances]
+            fault.reset = self.fencer.reset_to_error(ids) if ids else {}
+            fault.times['reset'] = time.time()
+            failed = {k: v for k, v in fault.reset.items() if v != 'ok'}
+            if failed:
+                LOG.error('Host %s: %d instance(s) not reset to error: %s',
+                          host, len(failed), sorted(failed.items())[:10])
+            LOG.info('Host %s fenced: forced down=%s, %d/%d instance(s) '
+                     'reset to error', host, fault.fenced,
+                     len(fault.reset) - len(failed), len(fault.reset))
+        except Exception as e:
+            fault.fenced = False
+            LOG.error('Fencing host %s failed: %s', host, e)
+        finally:
+            fault.done.set()
+            self._log_timeline(fault)
+
+    def _log_timeline(self, fault):
+        if not self._opts.timeline_log:
+            return
+        LOG.info('doctor-timeline host=%s monitor_event_id=%s instances=%d '
+                 'fenced=%s %s', fault.host, fault.monitor_event_id,
+                 len(fault.instances), fault.fenced,
+                 ' '.join('%s=%.6f' % kv for kv in sorted(
+                     fault.times.items())))
+
+
+class InspectorHook(publisher.ConfigPublisherBase):
+    """Ceilometer event publisher ``doctor-inspector://``."""
+
+    def __init__(self, conf, parsed_url):
+        super().__init__(conf, parsed_url)
+        self.inspector = get_inspector(conf)
+
+    def publish_samples(self, samples):
+        """Samples are not ours: the inspector takes events."""
+
+    def publish_events(self, events):
+        received = time.time()
+        faults = []
+        for event in events:
+            try:
+                parsed = events_mod.from_ceilometer(event)
+            except events_mod.InvalidEvent as e:
+                LOG.error('Dropping event %s: %s',
+                          getattr(event, 'message_id', '?'), e)
+                continue
+            fault = self.inspector.handle(parsed, received)
+            if fault is not None:
+                faults.append(fault)
+        return faults
+
+
+_INSPECTOR = None
+_LOCK = threading.Lock()
+
+
+def get_inspector(conf):
+    global _INSPECTOR
+    with _LOCK:
+        if _INSPECTOR is None:
+            engine = engine_mod.get_engine(conf)
+            _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf))
+            _INSPECTOR.start()
+        return _INSPECTOR
+
+
+def reset_inspector():
+    global _INSPECTOR
+    with _LOCK:
+        inspector, _INSPECTOR = _INSPECTOR, None
+    if inspector is not None:
+        inspector.stop()

@@ -1,0 +1,120 @@
+"""The ``doctor://`` event publisher: events straight to the evaluator.
+
+Ceilometer's event pipeline calls :meth:`DirectPublisher.publish_events`
+with the events of one notification, in one of the agent's listener
+threads. They are handed to the in-process evaluator at once: no broker hop,
+no batching, no collector and no database on the way.
+
+``doctor://?relay=alarm.all`` also puts the events on the bus for a stock
+aodh-listener an operator keeps (through Ceilometer's own ``notifier://``
+publisher, with ``policy=drop`` by default so a broker outage never blocks
+the agent).
+
+Failure handling: an event that cannot be parsed is logged and dropped
+alone. If the alarms are not loaded yet (the Aodh database is unreachable at
+start), the publisher raises, so that Ceilometer requeues the notification
+when ``[notification] ack_on_event_error = False`` (our event pipeline gives
+each doctor plugin a sink of its own, since a sink with several publishers
+swallows their exceptions).
+"""
+
+import time
+import urllib.parse
+
+from ceilometer import publisher
+from oslo_config import cfg
+from oslo_log import log
+from oslo_utils import netutils
+
+from doctor_ext.evaluator import engine as engine_mod
+from doctor_ext.evaluator import events as events_mod
+from doctor_ext.publisher import shortcut
+
+LOG = log.getLogger(__name__)
+
+GROUP = 'doctor_publisher'
+OPTS = [
+    cfg.FloatOpt('delivery_wait', default=0.0, min=0,
+                 help='Seconds publish_events waits for the consumers to '
+                      'acknowledge before the notification is acked. 0 '
+                      'acks as soon as the notifications are queued '
+                      '(lowest latency); a positive value trades agent '
+                      'threads for at-least-once delivery across an agent '
+                      'crash.'),
+    cfg.BoolOpt('drop_nova_duplicates', default=True,
+                help="Drop Nova's own compute.instance.update for an "
+                     'instance state the inspector already reported.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(OPTS, group=GROUP)
+
+
+class DirectPublisher(publisher.ConfigPublisherBase):
+    """Publish events to the in-process notification-driven evaluator."""
+
+    def __init__(self, conf, parsed_url):
+        super().__init__(conf, parsed_url)
+        register_opts(conf)
+        self._opts = conf[GROUP]
+        self._relay = None
+        options = urllib.parse.parse_qs(parsed_url.query or '')
+        topic = options.get('relay', [None])[-1]
+        if topic:
+            from ceilometer.publisher import messaging
+            url = 'notifier://?topic=%s&policy=%s' % (
+                urllib.parse.quote(topic),
+                options.get('policy', ['drop'])[-1])
+            self._relay = messaging.EventNotifierPublisher(
+                conf, netutils.urlsplit(url))
+        # The engine starts its background work (alarm load, listeners)
+        # now, without blocking the agent's start.
+        self._engine = engine_mod.get_engine(conf)
+        LOG.info('doctor publisher loaded%s',
+                 ' (relaying to topic %s)' % topic if topic else '')
+
+    def publish_samples(self, samples):
+        """Samples are not ours: the doctor publisher is for events."""
+
+    def publish_events(self, events):
+        received = time.time()
+        if self._relay is not None:
+            self._relay.publish_events(events)
+        parsed = []
+        for event in events:
+            try:
+                parsed.append(events_mod.from_ceilometer(event))
+            except events_mod.InvalidEvent as e:
+                LOG.error('Dropping event %s: %s',
+                          getattr(event, 'message_id', '?'), e)
+        if self._opts.drop_nova_duplicates:
+            parsed = [e for e in parsed if not self._duplicate(e)]
+        if not parsed:
+            return []
+        firings = self._engine.evaluate(parsed, received=received)
+        wait = self._opts.delivery_wait
+        if wait and firings:
+            deadline = time.monotonic() + wait
+            for firing in firings:
+                for future in firing.deliveries:
+                    try:
+                        future.result(max(0, deadline - time.monotonic()))
+                    except Exception:
+                        LOG.warning('Delivery for alarm %s still pending '
+                                    'after %.1f s', firing.alarm.alarm_id,
+                                    wait)
+        return firings
+
+    @staticmethod
+    def _duplicate(event):
+        if event.event_type != 'compute.instance.update':
+            return False
+        instance_id = event.traits.get('instance_id')
+        state = event.traits.get('state')
+        if instance_id and state and shortcut.LEDGER.consume(instance_id,
+                                                             state):
+            LOG.debug('Dropping Nova update of %s to %s: owners were told '
+                      'by the inspector', instance_id, state)
+            return True
+        return False
