@@ -1,0 +1,417 @@
+"""Start the real services of the fault path on this machine.
+
+Used by the functional tests, the demo and the benchmark: a RabbitMQ vhost
+of its own, an Aodh database of its own (created with ``aodh-dbsync``),
+``aodh-api`` in noauth mode, and ``ceilometer-agent-notification`` with
+doctor-ext's plugins and the repository's etc/ceilometer files. Everything
+started here is stopped by :meth:`Stack.stop`.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+
+import requests
+import sqlalchemy as sa
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+
+
+class StackError(RuntimeError):
+    """A service could not be started; the message says which and why."""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what, proc=None, log_path=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise StackError('%s exited with %s%s' % (
+                what, proc.returncode, _tail(log_path)))
+        time.sleep(0.05)
+    raise StackError('timed out after %.0f s waiting for %s%s'
+                     % (timeout, what, _tail(log_path)))
+
+
+def _tail(path, lines=30):
+    if not path or not os.path.exists(path):
+        return ''
+    with open(path, errors='replace') as f:
+        return '\n--- last lines of %s ---\n%s' % (
+            path, ''.join(f.readlines()[-lines:]))
+
+
+def log_contains(path, text):
+    try:
+        with open(path, errors='replace') as f:
+            return text in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def _write_ini(path, sections):
+    with open(path, 'w') as f:
+        for section, values in sections.items():
+            f.write('[%s]\n' % section)
+            for key, value in values.items():
+                for v in (value if isinstance(value, list) else [value]):
+                    f.write('%s = %s\n' % (key, v))
+            f.write('\n')
+
+
+class Broker:
+    """A RabbitMQ vhost of our own on the local broker."""
+
+    def __init__(self, base_url='rabbit://guest:guest@127.0.0.1:5672/',
+                 vhost=None):
+        self.base_url = base_url
+        self.vhost = vhost
+        self.created = False
+
+    def start(self):
+        if self.vhost is None:
+            self.vhost = 'doctor-%s' % uuid.uuid4().hex[:10]
+            self._ctl('add_vhost', self.vhost)
+            self._ctl('set_permissions', '-p', self.vhost, 'guest', '.*',
+                      '.*', '.*')
+            self.created = True
+        return self
+
+    @property
+    def url(self):
+        if not self.vhost:
+            return self.base_url
+        return self.base_url.rstrip('/') + '/' + urllib.parse.quote(
+            self.vhost, safe='')
+
+    def _ctl(self, *args):
+        try:
+            subprocess.run(['rabbitmqctl', '-q'] + list(args), check=True,
+                           capture_output=True, timeout=60)
+        except FileNotFoundError:
+            raise StackError('rabbitmqctl not found: is RabbitMQ installed '
+                             'on this machine? Pass --transport-url to use '
+                             'another broker')
+        except subprocess.CalledProcessError as e:
+            raise StackError('rabbitmqctl %s failed: %s' % (
+                ' '.join(args), e.stderr.decode(errors='replace').strip()))
+
+    def stop(self):
+        if self.created:
+            try:
+                self._ctl('delete_vhost', self.vhost)
+            except StackError:
+                pass
+            self.created = False
+
+    def consumers(self, queue):
+        """Consumers on ``queue`` (None if it does not exist yet)."""
+        import kombu
+        url = self.url.replace('rabbit://', 'amqp://', 1)
+        try:
+            with kombu.Connection(url, connect_timeout=2) as conn:
+                ch = conn.channel()
+                try:
+                    _, _, consumers = ch.queue_declare(queue=queue,
+                                                       passive=True)
+                    return consumers
+                finally:
+                    try:
+                        ch.close()
+                    except Exception:
+                        pass
+        except Exception:
+            return None
+
+
+class Database:
+    """An Aodh database of our own: SQLite, PostgreSQL or MariaDB."""
+
+    def __init__(self, url=None, workdir=None):
+        self.base_url = url
+        self.workdir = workdir
+        self.name = None
+        self.url = None
+
+    def start(self):
+        if not self.base_url or self.base_url.startswith('sqlite'):
+            self.url = self.base_url or 'sqlite:///%s' % os.path.join(
+                self.workdir, 'aodh.sqlite')
+            return self
+        self.name = 'doctor_%s' % uuid.uuid4().hex[:10]
+        admin = sa.create_engine(self._driver_url(self.base_url),
+                                 isolation_level='AUTOCOMMIT')
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text('CREATE DATABASE %s' % self.name))
+        except sa.exc.SQLAlchemyError as e:
+            raise StackError('cannot create a database on %s: %s' % (
+                sa.engine.make_url(self.base_url).render_as_string(
+                    hide_password=True), str(e).splitlines()[0]))
+        finally:
+            admin.dispose()
+        self.url = sa.engine.make_url(self.base_url).set(
+            database=self.name).render_as_string(hide_password=False)
+        return self
+
+    @staticmethod
+    def _driver_url(url):
+        if url.startswith('mysql://'):
+            return 'mysql+pymysql://' + url[len('mysql://'):]
+        return url
+
+    def stop(self):
+        if not self.name:
+            return
+        admin = sa.create_engine(self._driver_url(self.base_url),
+                                 isolation_level='AUTOCOMMIT')
+        force = ' WITH (FORCE)' if self.base_url.startswith('postgres') \
+            else ''
+        try:
+            with admin.connect() as conn:
+                conn.execute(sa.text('DROP DATABASE IF EXISTS %s%s'
+                                     % (self.name, force)))
+        finally:
+            admin.dispose()
+        self.name = None
+
+
+class Process:
+    def __init__(self, name, argv, log_path, env=None):
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, 'ab')
+        self.proc = subprocess.Popen(argv, stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGTERM):
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.proc.wait(timeout)
+        self._log.close()
+
+
+class Stack:
+    """RabbitMQ vhost + Aodh DB + aodh-api + ceilometer-agent-notification.
+
+    :param nova_credentials: keystoneauth ``password`` options of an admin
+        user of the Nova double (``NovaDouble.credentials()``) or a cloud.
+    :param agent_options: extra ``{section: {key: value}}`` for the agent.
+    """
+
+    def __init__(self, nova_credentials, transport_url=None, db_url=None,
+                 workdir=None, agent_options=None, aodh_options=None,
+                 event_pipeline=None, progress=None):
+        self.workdir = workdir or tempfile.mkdtemp(prefix='doctor-lab-')
+        self._own_workdir = workdir is None
+        self.broker = Broker(transport_url, vhost='') if transport_url \
+            else Broker()
+        self.db = Database(db_url, self.workdir)
+        self.nova_credentials = dict(nova_credentials)
+        self.agent_options = agent_options or {}
+        self.aodh_options = aodh_options or {}
+        self.event_pipeline = event_pipeline or os.path.join(
+            REPO, 'etc', 'ceilometer', 'event_pipeline.yaml')
+        self.event_definitions = os.path.join(
+            REPO, 'etc', 'ceilometer', 'event_definitions.yaml')
+        self.aodh_url = None
+        self.processes = []
+        self.agents = []
+        self._progress = progress or (lambda msg: None)
+
+    # -- life cycle --------------------------------------------------------
+    def start(self, agents=1):
+        try:
+            self._progress('creating RabbitMQ vhost')
+            self.broker.start()
+            self._progress('creating the Aodh database')
+            self.db.start()
+            self.start_aodh()
+            for _ in range(agents):
+                self.start_agent()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        for p in reversed(self.processes):
+            p.stop()
+        self.processes = []
+        self.agents = []
+        self.db.stop()
+        self.broker.stop()
+
+    def cleanup(self):
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- Aodh --------------------------------------------------------------
+    @property
+    def aodh_conf(self):
+        return os.path.join(self.workdir, 'aodh.conf')
+
+    def start_aodh(self):
+        sections = {
+            'DEFAULT': {'transport_url': self.broker.url,
+                        'log_file': os.path.join(self.workdir,
+                                                 'aodh-api.log')},
+            'api': {'auth_mode': 'noauth'},
+            'database': {'connection': self.db.url},
+            'oslo_messaging_notifications': {'driver': 'messagingv2'},
+        }
+        for section, values in self.aodh_options.items():
+            sections.setdefault(section, {}).update(values)
+        _write_ini(self.aodh_conf, sections)
+        self._progress('creating the Aodh schema (aodh-dbsync)')
+        res = subprocess.run([os.path.join(BIN, 'aodh-dbsync'),
+                              '--config-file', self.aodh_conf],
+                             capture_output=True, timeout=300)
+        if res.returncode:
+            raise StackError('aodh-dbsync failed: %s' % res.stderr.decode(
+                errors='replace')[-2000:])
+        port = free_port()
+        self._progress('starting aodh-api on port %d' % port)
+        proc = Process('aodh-api', [
+            os.path.join(BIN, 'aodh-api'), '--port', str(port), '--host',
+            '127.0.0.1', '--', '--config-file', self.aodh_conf],
+            os.path.join(self.workdir, 'aodh-api.out'))
+        self.processes.append(proc)
+        self.aodh_url = 'http://127.0.0.1:%d' % port
+
+        def up():
+            try:
+                return requests.get(self.aodh_url, timeout=1).ok
+            except requests.RequestException:
+                return False
+        wait_for(up, 60, 'aodh-api', proc.proc, proc.log_path)
+
+    # -- the notification agent ---------------------------------------------
+    def agent_conf(self, name):
+        return os.path.join(self.workdir, '%s.conf' % name)
+
+    def start_agent(self, wait=True):
+        name = 'ceilometer-%d' % len(self.agents)
+        log_file = os.path.join(self.workdir, '%s.log' % name)
+        sections = {
+            'DEFAULT': {'transport_url': self.broker.url,
+                        'log_file': log_file,
+                        'event_pipeline_cfg_file': self.event_pipeline},
+            'notification': {
+                'pipelines': 'event',
+                'ack_on_event_error': 'False',
+                'notification_control_exchanges': ['nova', 'doctor',
+                                                   'aodh'],
+            },
+            'event': {'definitions_cfg_file': self.event_definitions},
+            'doctor_evaluator': {'aodh_connection': self.db.url,
+                                 'alarm_changes_pool':
+                                     'doctor-ext-alarms.%s' % name,
+                                 'timeline_log': 'True'},
+            'doctor_nova': self.nova_credentials,
+            'doctor_inspector': {'timeline_log': 'True'},
+        }
+        for section, values in self.agent_options.items():
+            sections.setdefault(section, {}).update(values)
+        path = self.agent_conf(name)
+        _write_ini(path, sections)
+        self._progress('starting %s' % name)
+        proc = Process(name, [
+            os.path.join(BIN, 'ceilometer-agent-notification'),
+            '--config-file', path], os.path.join(self.workdir,
+                                                 '%s.out' % name))
+        proc.conf = path
+        proc.log_file = log_file
+        self.processes.append(proc)
+        self.agents.append(proc)
+        if wait:
+            self.wait_agent(proc)
+        return proc
+
+    def wait_agent(self, proc, timeout=90):
+        """Ready: alarms loaded, instance map loaded, queues consumed."""
+        wait_for(lambda: log_contains(proc.log_file, 'event alarm(s) from '
+                                      'Aodh'),
+                 timeout, '%s to load the alarms' % proc.name, proc.proc,
+                 proc.log_file)
+        wait_for(lambda: log_contains(proc.log_file, 'Instance map loaded'),
+                 timeout, '%s to load the instance map' % proc.name,
+                 proc.proc, proc.log_file)
+        for queue in ('notifications.info', 'notifications.error'):
+            wait_for(lambda: (self.broker.consumers(queue) or 0) >= 1,
+                     timeout, '%s to consume %s' % (proc.name, queue),
+                     proc.proc, proc.log_file)
+
+    def restart_agent(self, proc, sig=signal.SIGTERM):
+        proc.kill(sig)
+        proc.proc.wait(30)
+        self.processes.remove(proc)
+        self.agents.remove(proc)
+        return self.start_agent()
+
+    # -- Aodh API helpers (as users do) ---------------------------------------
+    def aodh(self, method, path, project, json=None, user='user',
+             roles='reader,member'):
+        headers = {'X-Project-Id': project, 'X-User-Id': user,
+                   'X-Roles': roles}
+        resp = requests.request(method, self.aodh_url + path, json=json,
+                                headers=headers, timeout=30)
+        if resp.status_code >= 400:
+            raise StackError('%s %s -> %s %s' % (method, path,
+                                                 resp.status_code,
+                                                 resp.text[:500]))
+        return resp.json() if resp.content else None
+
+    def create_doctor_alarm(self, project, instance_id, action, name=None,
+                            repeat=False):
+        """An alarm defined as Doctor defines it."""
+        return self.aodh('POST', '/v2/alarms', project, {
+            'name': name or 'doctor-%s' % instance_id,
+            'type': 'event',
+            'severity': 'critical',
+            'repeat_actions': repeat,
+            'alarm_actions': [action],
+            'event_rule': {
+                'event_type': 'compute.instance.update',
+                'query': [
+                    {'field': 'traits.state', 'op': 'eq', 'type': 'string',
+                     'value': 'error'},
+                    {'field': 'traits.instance_id', 'op': 'eq',
+                     'type': 'string', 'value': instance_id}]},
+        })
