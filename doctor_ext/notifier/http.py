@@ -523,7 +523,7 @@ class HttpNotifier:
         context = None
         if scheme == 'https':
             context = self._ssl_context(self._verify(parts.query), masked)
-        return _Target(masked, scheme, host, port, ('x', 'y', 'z'),
+        return _Target(masked, scheme, host, port, (scheme, host, port),
                        request_path=request_path, auth=_basic_auth(parts),
                        ssl_context=context)
 
