@@ -287,15 +287,16 @@ class Stack:
     def aodh_conf(self):
         return os.path.join(self.workdir, 'aodh.conf')
 
-    def start_aodh(self):
-        sections = {
-            'DEFAULT': {'transport_url': self.broker.url,
-                        'log_file': os.path.join(self.workdir,
-                                                 'aodh-api.log')},
+    def aodh_sections(self):
+        return {
+            'DEFAULT': {'transport_url': self.broker.url},
             'api': {'auth_mode': 'noauth'},
             'database': {'connection': self.db.url},
             'oslo_messaging_notifications': {'driver': 'messagingv2'},
         }
+
+    def start_aodh(self):
+        sections = self.aodh_sections()
         for section, values in self.aodh_options.items():
             sections.setdefault(section, {}).update(values)
         _write_ini(self.aodh_conf, sections)
@@ -310,7 +311,8 @@ class Stack:
         self._progress('starting aodh-api on port %d' % port)
         proc = Process('aodh-api', [
             os.path.join(BIN, 'aodh-api'), '--port', str(port), '--host',
-            '127.0.0.1', '--', '--config-file', self.aodh_conf],
+            '127.0.0.1', '--', '--config-file', self.aodh_conf,
+            '--log-file', os.path.join(self.workdir, 'aodh-api.log')],
             os.path.join(self.workdir, 'aodh-api.out'))
         self.processes.append(proc)
         self.aodh_url = 'http://127.0.0.1:%d' % port
@@ -322,14 +324,25 @@ class Stack:
                 return False
         wait_for(up, 60, 'aodh-api', proc.proc, proc.log_path)
 
+    def start_aodh_service(self, name):
+        """Start another Aodh service (aodh-listener, aodh-notifier...)."""
+        self._progress('starting %s' % name)
+        proc = Process(name, [os.path.join(BIN, name), '--config-file',
+                              self.aodh_conf,
+                              '--log-file', os.path.join(
+                                  self.workdir, '%s.log' % name)],
+                       os.path.join(self.workdir, '%s.out' % name))
+        proc.log_file = os.path.join(self.workdir, '%s.log' % name)
+        self.processes.append(proc)
+        return proc
+
     # -- the notification agent ---------------------------------------------
     def agent_conf(self, name):
         return os.path.join(self.workdir, '%s.conf' % name)
 
-    def start_agent(self, wait=True):
-        name = 'ceilometer-%d' % len(self.agents)
-        log_file = os.path.join(self.workdir, '%s.log' % name)
-        sections = {
+    def agent_sections(self, log_file, name):
+        """ceilometer.conf of an agent with doctor-ext."""
+        return {
             'DEFAULT': {'transport_url': self.broker.url,
                         'log_file': log_file,
                         'event_pipeline_cfg_file': self.event_pipeline},
@@ -347,6 +360,11 @@ class Stack:
             'doctor_nova': self.nova_credentials,
             'doctor_inspector': {'timeline_log': 'True'},
         }
+
+    def start_agent(self, wait=True):
+        name = 'ceilometer-%d' % len(self.agents)
+        log_file = os.path.join(self.workdir, '%s.log' % name)
+        sections = self.agent_sections(log_file, name)
         for section, values in self.agent_options.items():
             sections.setdefault(section, {}).update(values)
         path = self.agent_conf(name)
