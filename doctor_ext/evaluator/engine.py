@@ -19,6 +19,7 @@ claim is written when the database returns.
 import json
 import threading
 import time
+import uuid
 
 from oslo_config import cfg
 from oslo_log import log
@@ -129,8 +130,14 @@ class Engine:
         firings.extend(Firing(a, e, a.state, reason_for(a, e))
                        for a, e in repeat)
         now = timeutils.utcnow()
+        # Build every notification first, then queue them all: delivery
+        # threads started by the first ones would slow the building of the
+        # rest.
+        notes = [(f, self._notifications(f)) for f in firings]
+        for firing, batch in notes:
+            firing.deliveries = [self.notifier.submit(n) for n in batch]
         for firing in firings:
-            self._fire(firing, now)
+            self._record(firing, now)
             if not firing.alarm.repeat_actions:
                 continue
             self.recorder.state(firing.alarm.alarm_id, firing.reason)
@@ -173,17 +180,23 @@ class Engine:
                 alarm.state = rules.ALARM
         return firings
 
-    def _fire(self, firing, now):
+    @staticmethod
+    def _notifications(firing):
         alarm, event = firing.alarm, firing.event
         reason_data = {'type': 'event', 'event': event.serialize()}
-        for action in alarm.actions:
-            firing.deliveries.append(self.notifier.submit(http.Notification(
-                action=action, alarm_id=alarm.alarm_id,
-                alarm_name=alarm.name, severity=alarm.severity,
-                previous=firing.previous, current=rules.ALARM,
-                reason=firing.reason, reason_data=reason_data,
-                project_id=alarm.project_id)))
+        return [http.Notification(
+            action=action, alarm_id=alarm.alarm_id, alarm_name=alarm.name,
+            severity=alarm.severity, previous=firing.previous,
+            current=rules.ALARM, reason=firing.reason,
+            reason_data=reason_data, project_id=alarm.project_id)
+            for action in alarm.actions]
+
+    def _record(self, firing, now):
+        alarm = firing.alarm
+        # The history row's id is fixed now, so that a retried write does
+        # not add a second row.
         self.recorder.history({
+            'event_id': str(uuid.uuid4()),
             'alarm_id': alarm.alarm_id, 'project_id': alarm.project_id,
             'severity': alarm.severity, 'reason': firing.reason,
             'timestamp': now})

@@ -15,7 +15,8 @@ On a host-fault event (the monitor's ``compute.host.down``, or Nova's
 Repeated reports of a host already handled are ignored until the host is
 reported up again (or ``fault_memory`` has passed). Which faults fence
 follows the operator policy below. ``compute.instance.*`` events keep the
-resource map current.
+resource map current. Host maintenance (a compute service disabled with a
+reason, ``maintenance.host``) is followed by :mod:`.maintenance`.
 """
 
 import concurrent.futures
@@ -29,6 +30,7 @@ from oslo_log import log
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.inspector import fencing
+from doctor_ext.inspector import maintenance
 from doctor_ext.inspector import resource_map
 from doctor_ext.publisher import shortcut
 
@@ -65,6 +67,12 @@ OPTS = [
                       'from Nova (0: only at start).'),
     cfg.IntOpt('fence_workers', default=4, min=1,
                help='Hosts fenced at the same time.'),
+    cfg.FloatOpt('fence_after_notify_wait', default=1.0, min=0,
+                 help='In shortcut mode, seconds fencing waits for the '
+                      "owners' notifications to be delivered before it "
+                      'starts, so that the Nova calls of a large host do '
+                      'not take CPU from the notifications (0: fence at '
+                      'once).'),
     cfg.BoolOpt('timeline_log', default=False,
                 help='Log one line per host fault with the time of each '
                      'step (detected, instances found, fault events built, '
@@ -105,7 +113,7 @@ class Inspector:
         self._opts = conf[GROUP]
         self.engine = engine
         self.fencer = fencer
-        self.map = rmap or resource_map.ResourceMap()
+        self.map = rmap if rmap is not None else resource_map.ResourceMap()
         self.ledger = ledger or shortcut.LEDGER
         self._faults = {}   # host -> (HostFault, monotonic time)
         self._lock = threading.Lock()
@@ -113,6 +121,8 @@ class Inspector:
             self._opts.fence_workers, thread_name_prefix='doctor-fence')
         self._stop = threading.Event()
         self._loader = None
+        self.maintenance = maintenance.MaintenanceTracker(
+            conf, engine, self.map, fencer)
 
     # -- resource map ------------------------------------------------------
     def start(self):
@@ -121,10 +131,12 @@ class Inspector:
                                             name='doctor-resource-map',
                                             daemon=True)
             self._loader.start()
+            self.maintenance.start()
 
     def stop(self):
         self._stop.set()
         self._fence_pool.shutdown(wait=False)
+        self.maintenance.stop()
 
     def _load_map(self):
         delay = 0.5
@@ -153,8 +165,13 @@ class Inspector:
         received = received or time.time()
         etype = event.event_type
         if etype.startswith('compute.instance.'):
+            left = self.map.host_of(event.traits.get('instance_id'))
             self.map.apply(event)
+            self.maintenance.follow(event, left)
             return None
+        # Host maintenance (service disabled with a reason, enabled again;
+        # maintenance.host/.end); fault handling below is unchanged.
+        self.maintenance.handle(event, received)
         if etype in self._opts.recovery_event_types:
             self._recovered(event)
             return None
@@ -207,7 +224,6 @@ class Inspector:
                 self._fence_pool.submit(self._fence, fault)
             else:
                 fault.done.set()
-                self._log_timeline(fault)
         return fault
 
     def _ask_nova(self, host):
@@ -257,9 +273,26 @@ class Inspector:
                           fault.host)
             raise
         fault.times['notified'] = time.time()
+        self._log_timeline(fault)
+
+    def _wait_notified(self, fault):
+        wait = self._opts.fence_after_notify_wait
+        if not wait or self._opts.mode == 'conservative':
+            return
+        deadline = time.monotonic() + wait
+        for firing in fault.firings:
+            for future in firing.deliveries:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    future.result(remaining)
+                except Exception:
+                    pass
 
     def _fence(self, fault):
         host = fault.host
+        self._wait_notified(fault)
         try:
             fault.fenced = self.fencer.force_down(host)
             fault.times['forced_down'] = time.time()

@@ -100,7 +100,7 @@ class Demo:
         self.nova.start()
         if a.nova_latency:
             self.nova.set_latency(a.nova_latency / 1000.0)
-        self.projects = ['project-%d' % i for i in range(a.projects)]
+        self.projects = self.make_projects(a.projects)
         for p in self.projects:
             c = consumer_mod.Consumer()
             c.start()
@@ -119,19 +119,29 @@ class Demo:
                 self.healthy, p, name='bystander-%d' % i)] = p
         self.stack = services.Stack(
             self.nova.credentials(), transport_url=broker.url,
-            db_url=a.db_url, progress=say)
+            db_url=a.db_url, agent_options=self.agent_options(),
+            progress=say)
         self.stack.broker = broker
         self.stack.db.start()
         say('creating the Aodh database and starting aodh-api')
         self.stack.start_aodh()
+        self.create_alarms()
+        say('starting ceilometer-agent-notification with doctor-ext')
+        self.stack.start_agent()
+        self.start_monitor(broker.url)
+
+    def make_projects(self, count):
+        return ['project-%d' % i for i in range(count)]
+
+    def agent_options(self):
+        return {}
+
+    def create_alarms(self):
         say('creating %d Doctor alarms through the Aodh API'
             % (len(self.vms) + len(self.bystanders)))
         for vm, p in list(self.vms.items()) + list(self.bystanders.items()):
             self.stack.create_doctor_alarm(p, vm,
                                            self.consumers[p].url('/failure'))
-        say('starting ceilometer-agent-notification with doctor-ext')
-        self.stack.start_agent()
-        self.start_monitor(broker.url)
 
     def start_monitor(self, transport_url):
         from oslo_config import cfg
@@ -330,30 +340,39 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def run(demo, scenario):
+    """Set up ``demo``, run ``scenario()``, tear down.
+
+    Returns (result, None), or (None, exit code) when it could not run.
+    """
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt()
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        demo.setup()
+        return scenario(), None
+    except KeyboardInterrupt:
+        say('interrupted')
+        return None, 130
+    except Exception as e:
+        from doctor_ext.lab import services
+        if isinstance(e, (DemoError, services.StackError)):
+            print('ERROR: %s' % e, file=sys.stderr)
+            return None, 2
+        raise
+    finally:
+        demo.teardown()
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.maintenance:
         from doctor_ext.lab import maintenance_demo
         return maintenance_demo.main(args)
     demo = Demo(args)
-
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt()
-    signal.signal(signal.SIGTERM, interrupted)
-    try:
-        demo.setup()
-        result = demo.run_fault()
-    except KeyboardInterrupt:
-        say('interrupted')
-        return 130
-    except Exception as e:
-        from doctor_ext.lab import services
-        if isinstance(e, (DemoError, services.StackError)):
-            print('ERROR: %s' % e, file=sys.stderr)
-            return 2
-        raise
-    finally:
-        demo.teardown()
+    result, code = run(demo, demo.run_fault)
+    if code is not None:
+        return code
     verdict = print_timeline(result)
     if args.json:
         with open(args.json, 'w') as f:

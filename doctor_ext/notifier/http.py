@@ -97,6 +97,7 @@ SSL_VERIFY_PARAM = 'aodh-alarm-ssl-verify'
 AODH_NOTIFIER_NAMESPACE = 'aodh.notifier'
 # Seconds a lane worker waits for work before it exits (closing its
 # connection); a new one starts when notifications arrive again.
+SPAWN_BACKLOG = 1
 WORKER_IDLE_TIMEOUT = 60.0
 # Longest consumer answer body read; a longer one closes the connection.
 MAX_RESPONSE_BODY = 64 * 1024
@@ -293,16 +294,30 @@ class _Lane:
             if self._stopping:
                 return False
             self._queue.append(item)
-            # Workers not busy delivering will take the queued items; start
-            # another one only if they are outnumbered.
-            if (len(self._queue) > len(self._threads) - self._busy
-                    and len(self._threads) < self._max_workers):
-                thread = threading.Thread(target=self._run, name=self._name,
-                                          daemon=True)
-                self._threads.add(thread)
-                thread.start()
-            else:
+            if not self._maybe_spawn():
                 self._cond.notify()
+        return True
+
+    def _maybe_spawn(self):
+        """Start a worker if the lane needs one (called with the lock).
+
+        One worker per lane, and one more whenever every worker is busy
+        and the backlog exceeds SPAWN_BACKLOG items per worker, up to
+        max_workers: a burst to one consumer widens its lane, while a
+        hundred consumers with a few notifications each do not start a
+        thousand threads. Checked when an item is queued and when a worker
+        takes one.
+        """
+        workers = len(self._threads)
+        if workers >= self._max_workers or self._stopping:
+            return False
+        if workers and (self._busy < workers or
+                        len(self._queue) <= SPAWN_BACKLOG * workers):
+            return False
+        thread = threading.Thread(target=self._run, name=self._name,
+                                  daemon=True)
+        self._threads.add(thread)
+        thread.start()
         return True
 
     def _next(self):
@@ -317,7 +332,9 @@ class _Lane:
                     self._threads.discard(threading.current_thread())
                     return None
             self._busy += 1
-            return self._queue.popleft()
+            item = self._queue.popleft()
+            self._maybe_spawn()
+            return item
 
     def _run(self):
         conns = {}

@@ -639,7 +639,7 @@ class TestFlushAndStop(NotifierTestCase):
         self.consumer.hang()
         futures = [notifier.submit(note(self.consumer.url(), 'a%d' % i))
                    for i in range(3)]
-        self.assertTrue(self.consumer.wait_for(3))
+        self.assertTrue(self.consumer.wait_for(1))
         self.assertFalse(notifier.flush(timeout=0.1))
         self.consumer.release()
         self.assertTrue(notifier.flush(timeout=10))

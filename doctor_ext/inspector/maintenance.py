@@ -1,0 +1,877 @@
+"""NFVI maintenance: owners warned, host emptied, administrator told.
+
+The administrator puts a compute host into maintenance the way operators
+already do, and the inspector (:mod:`.hook`) hands the events to the
+:class:`MaintenanceTracker`:
+
+* Nova's versioned ``service.update`` of a ``nova-compute`` service with
+  ``disabled=1`` and a ``disabled_reason`` (``openstack compute service set
+  --disable --disable-reason ...``), or Doctor's ``maintenance.host``
+  notification, starts the maintenance of the host;
+* the owner of every instance on the host is told at once, in the same
+  thread and through the same evaluator as a host fault: one
+  ``compute.instance.maintenance`` event per instance (traits
+  ``instance_id``, ``tenant_id``, ``host``, ``state=maintenance``,
+  ``reason``, ``session_id``, ``window_start``, ``window_end`` when known,
+  ``migrate_at`` when a deadline applies);
+* the ``compute.instance.*`` events that keep the resource map current also
+  reach the tracker (:meth:`MaintenanceTracker.follow`): when no instance is
+  left on the host, the administrator is told once with a
+  ``maintenance.host.empty`` event in the admin project;
+* optionally, after ``migrate_after`` seconds, Nova is asked to live-migrate
+  what is left (logged, with each refusal);
+* re-enabling the service (``service.update`` with ``disabled=0``) or
+  ``maintenance.host.end`` ends the maintenance: the administrator gets
+  ``maintenance.host.complete`` and the owners of instances still on the
+  host a ``compute.instance.maintenance`` with ``state=maintenance_complete``.
+
+The state of each host in maintenance is kept in memory and written to a
+small JSON file per host under ``state_dir`` (restored when the agent
+restarts). :func:`read_states` and the command line :func:`status_main`
+(``python -m doctor_ext.inspector.maintenance [--config-file FILE]
+[--json] [HOST...]``) read those files.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+from oslo_config import cfg
+from oslo_log import log
+
+from doctor_ext.evaluator import events as events_mod
+from doctor_ext.inspector import resource_map
+
+LOG = log.getLogger(__name__)
+
+GROUP = 'doctor_maintenance'
+OPTS = [
+    cfg.BoolOpt('enabled', default=True,
+                help='Follow host maintenance: warn the owners of the '
+                     'instances of a host put in maintenance, tell the '
+                     'administrator once it is empty.'),
+    cfg.StrOpt('admin_project_id',
+               help='Project of the events for the administrator '
+                    '(maintenance.host.empty, maintenance.host.complete): '
+                    'the administrator\'s alarms on them live in this '
+                    'project. Unset: the project of the event that started '
+                    'the maintenance (the payload project of '
+                    'maintenance.host, the request context of Nova\'s '
+                    'service.update); with neither, the administrator is '
+                    'told in the log only.'),
+    cfg.ListOpt('ignore_disabled_reasons',
+                default=['^AUTO: ', '^Auto-disabled'],
+                help='Regular expressions: a compute service disabled with '
+                     'a reason matching one of them is not a maintenance '
+                     '(Nova disables services itself with these, e.g. when '
+                     'libvirt is lost). A service disabled without a '
+                     'reason is not one either.'),
+    cfg.FloatOpt('migrate_after', default=0.0, min=0,
+                 help='Seconds after the start of a maintenance (when the '
+                      'owners are told) after which Nova is asked to '
+                      'live-migrate the instances still on the host (0: '
+                      'never; the owners and the administrator move '
+                      'them).'),
+    cfg.DictOpt('project_migrate_after', default={},
+                help='migrate_after for some projects, e.g. '
+                     '"p1:600,p2:0" (0: never for that project).'),
+    cfg.StrOpt('state_dir', default='/var/lib/ceilometer/doctor-maintenance',
+               help='Directory of the state files (one JSON file per host '
+                    'in maintenance), read by doctor-maintenance-status '
+                    'and at agent start. Empty: no state files.'),
+    cfg.FloatOpt('check_interval', default=10.0, min=0.05,
+                 help='Seconds between checks of the hosts in maintenance '
+                      '(emptiness after a resource-map reload, migration '
+                      'deadlines).'),
+    cfg.BoolOpt('timeline_log', default=False,
+                help='Log one doctor-timeline line per maintenance step '
+                     '(entered, empty, migrate, complete) with its times.'),
+]
+
+NOVA_COMPUTE = 'nova-compute'
+OWNER_EVENT = 'compute.instance.maintenance'
+HOST_EMPTY_EVENT = 'maintenance.host.empty'
+HOST_COMPLETE_EVENT = 'maintenance.host.complete'
+IN_MAINTENANCE = 'maintenance'
+COMPLETE = 'maintenance_complete'
+START_EVENTS = ('maintenance.host',)
+END_EVENTS = ('maintenance.host.end',)
+END_STATES = ('MAINTENANCE_COMPLETE',)
+SOURCE = 'doctor-ext'
+STATE_SUFFIX = '.json'
+
+
+def register_opts(conf):
+    conf.register_opts(OPTS, group=GROUP)
+
+
+def _flag(value):
+    return str(value).strip().lower() in ('1', 'true', 'yes')
+
+
+def _utc(epoch):
+    return datetime.datetime.fromtimestamp(
+        epoch, datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _iso(value):
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = _utc(value)
+    return value.isoformat() + 'Z'
+
+
+def _parse_iso(text):
+    if not text:
+        return None
+    return events_mod.parse_datetime(text)
+
+
+def _when(value):
+    """A naive UTC datetime from a datetime trait (or its text), or None."""
+    try:
+        return _parse_iso(value)
+    except (TypeError, ValueError):
+        LOG.warning('Ignoring a maintenance window time that is not a '
+                    'date: %r', value)
+        return None
+
+
+def state_file(state_dir, host):
+    return os.path.join(state_dir,
+                        urllib.parse.quote(host, safe='') + STATE_SUFFIX)
+
+
+class HostMaintenance:
+    """One host's maintenance, as the tracker and the state file see it."""
+
+    def __init__(self, host, reason, source, session_id=None, project=None,
+                 window_start=None, window_end=None, started=None):
+        self.host = host
+        self.reason = reason
+        self.source = source
+        self.session_id = session_id or str(uuid.uuid4())
+        self.project = project
+        self.started = started or time.time()
+        self.window_start = _when(window_start) or _utc(self.started)
+        self.window_end = _when(window_end)
+        self.owners = {}          # instance_id -> project_id, warned
+        self.notified = None      # when the owners were told
+        self.ready = False        # owners told: emptiness may be reported
+        self.empty_since = None
+        self.admin_notified = None
+        self.migrations = {}      # instance_id -> Nova's answer
+        self.migration_requested = None
+        self.times = {}
+        self.saved = None         # remaining ids last written
+
+    def to_dict(self, remaining, admin_project=None):
+        projects = {}
+        for inst in remaining:
+            projects.setdefault(inst.project_id, []).append(
+                inst.instance_id)
+        return {
+            'host': self.host,
+            'state': 'empty' if not remaining and self.ready
+            else IN_MAINTENANCE,
+            'reason': self.reason,
+            'source': self.source,
+            'session_id': self.session_id,
+            'admin_project_id': admin_project,
+            'started': _iso(self.started),
+            'window_start': _iso(self.window_start),
+            'window_end': _iso(self.window_end),
+            'owners_notified': _iso(self.notified),
+            'instances_warned': len(self.owners),
+            'projects_warned': len(set(self.owners.values())),
+            'owners': dict(self.owners),
+            'remaining': sorted(
+                ({'instance_id': i.instance_id, 'project_id': i.project_id,
+                  'user_id': i.user_id} for i in remaining),
+                key=lambda r: (r['project_id'] or '', r['instance_id'])),
+            'remaining_by_project': {p: sorted(ids) for p, ids in
+                                     sorted(projects.items())},
+            'empty_since': _iso(self.empty_since),
+            'admin_notified': _iso(self.admin_notified),
+            'migration_requested': _iso(self.migration_requested),
+            'migrations': dict(self.migrations),
+            'updated': _iso(time.time()),
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        started = _parse_iso(data.get('started'))
+        rec = cls(data['host'], data.get('reason'), data.get('source'),
+                  session_id=data.get('session_id'),
+                  project=data.get('admin_project_id'),
+                  window_start=_parse_iso(data.get('window_start')),
+                  window_end=_parse_iso(data.get('window_end')),
+                  started=started.replace(
+                      tzinfo=datetime.timezone.utc).timestamp()
+                  if started else None)
+        rec.owners = dict(data.get('owners') or {})
+        notified = _parse_iso(data.get('owners_notified'))
+        rec.notified = notified.replace(
+            tzinfo=datetime.timezone.utc).timestamp() if notified else None
+        rec.ready = True
+        admin = _parse_iso(data.get('admin_notified'))
+        rec.admin_notified = admin.replace(
+            tzinfo=datetime.timezone.utc).timestamp() if admin else None
+        rec.migrations = dict(data.get('migrations') or {})
+        requested = _parse_iso(data.get('migration_requested'))
+        rec.migration_requested = requested.replace(
+            tzinfo=datetime.timezone.utc).timestamp() if requested else None
+        return rec
+
+
+class MaintenanceTracker:
+    """Hosts in maintenance: who to warn, what is left, when to say so.
+
+    :param engine: the evaluator (``evaluate(events, received=...)``).
+    :param rmap: the inspector's :class:`.resource_map.ResourceMap`.
+    :param fencer: the :class:`.fencing.NovaFencer` (instances of a host
+        when the map is not loaded yet; live migrations).
+    """
+
+    def __init__(self, conf, engine, rmap, fencer=None):
+        register_opts(conf)
+        self._opts = conf[GROUP]
+        self.engine = engine
+        self.map = rmap
+        self.fencer = fencer
+        self._hosts = {}      # host -> HostMaintenance
+        self._lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self._ignored = [re.compile(r) for r in
+                         self._opts.ignore_disabled_reasons if r]
+        self._io_warned = False
+
+    # -- life cycle --------------------------------------------------------
+    def start(self):
+        """Restore the hosts of the state files; start the periodic check."""
+        if not self._opts.enabled or self._thread is not None:
+            return
+        self._restore()
+        self._thread = threading.Thread(target=self._run,
+                                        name='doctor-maintenance',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.check()
+            except Exception:
+                LOG.exception('Checking the hosts in maintenance failed')
+            self._wake.wait(self._next_wait())
+            self._wake.clear()
+
+    def _next_wait(self):
+        wait = self._opts.check_interval
+        now = time.time()
+        with self._lock:
+            records = list(self._hosts.values())
+        for rec in records:
+            if not rec.ready:
+                continue
+            for inst in self.map.on_host(rec.host):
+                if inst.instance_id in rec.migrations:
+                    continue
+                at = self._deadline(rec, inst.project_id)
+                if at is not None:
+                    wait = min(wait, max(at - now, 0.0) + 0.01)
+        return wait
+
+    # -- the Python API ------------------------------------------------------
+    def in_maintenance(self, host):
+        return host in self._hosts
+
+    def hosts(self):
+        return sorted(self._hosts)
+
+    def status(self, host=None):
+        """The state of the hosts in maintenance (or of one): dicts.
+
+        The same dicts as the state files; ``remaining`` is read from the
+        resource map now.
+        """
+        with self._lock:
+            records = [r for h, r in sorted(self._hosts.items())
+                       if host in (None, h)]
+        return [r.to_dict(self.map.on_host(r.host), self._admin_project(r))
+                for r in records]
+
+    # -- events ------------------------------------------------------------
+    def handle(self, event, received=None):
+        """A service.update or maintenance.host(.end) event.
+
+        Returns the :class:`HostMaintenance` started or ended, else None.
+        """
+        if not self._opts.enabled:
+            return None
+        etype = event.event_type
+        traits = event.traits
+        if etype == 'service.update':
+            return self._service_update(event, received)
+        if etype not in START_EVENTS + END_EVENTS:
+            return None
+        host = traits.get('host') or traits.get('hostname')
+        if not host:
+            LOG.error('Ignoring %s event %s: it names no host', etype,
+                      event.message_id)
+            return None
+        if etype in END_EVENTS or str(
+                traits.get('state') or '').upper() in END_STATES:
+            return self.end(host, etype, received)
+        return self.enter(
+            host, traits.get('reason') or 'planned maintenance', etype,
+            session_id=traits.get('session_id'), project=event.project,
+            window_start=traits.get('window_start'),
+            window_end=traits.get('window_end'), received=received)
+
+    def _service_update(self, event, received):
+        traits = event.traits
+        host = traits.get('host')
+        if not host or traits.get('binary', NOVA_COMPUTE) != NOVA_COMPUTE:
+            return None
+        if traits.get('disabled') is None:
+            return None
+        if not _flag(traits['disabled']):
+            if host in self._hosts:
+                return self.end(host, 'nova-compute service enabled',
+                                received)
+            return None
+        if _flag(traits.get('forced_down')):
+            return None     # a fault: the inspector's business
+        reason = str(traits.get('disabled_reason') or '').strip()
+        if not reason or reason == 'None':
+            if host not in self._hosts:
+                LOG.info('nova-compute of host %s disabled without a '
+                         'reason: not a maintenance', host)
+            return None
+        if any(r.search(reason) for r in self._ignored):
+            if host not in self._hosts:
+                LOG.info('nova-compute of host %s disabled by Nova (%s): '
+                         'not a maintenance', host, reason)
+            return None
+        return self.enter(host, reason, 'service.update',
+                          project=event.project, received=received)
+
+    def follow(self, event, left):
+        """An instance event applied to the map; ``left`` its host before.
+
+        Tells the administrator when it emptied a host in maintenance, and
+        the owner when its instance arrived on one.
+        """
+        if not self._hosts:
+            return
+        instance_id = event.traits.get('instance_id')
+        now_on = self.map.host_of(instance_id) if instance_id else None
+        if left == now_on:
+            return
+        if now_on is not None and now_on in self._hosts:
+            self._arrived(now_on, instance_id)
+            self._check_empty(now_on)
+        if left is not None and left in self._hosts:
+            self._save(left)
+            self._check_empty(left)
+
+    # -- entering ------------------------------------------------------------
+    def enter(self, host, reason, source, session_id=None, project=None,
+              window_start=None, window_end=None, received=None):
+        """Put ``host`` in maintenance and warn the owners at once."""
+        received = received or time.time()
+        with self._lock:
+            if host in self._hosts:
+                LOG.info('Host %s already in maintenance (%s); ignoring %s',
+                         host, self._hosts[host].reason, source)
+                return None
+            rec = HostMaintenance(host, reason, source, session_id, project,
+                                  window_start, window_end)
+            self._hosts[host] = rec
+        rec.times['received'] = received
+        instances = self.map.on_host(host)
+        if not instances and not self.map.loaded.is_set():
+            instances = self._ask_nova(host)
+        rec.owners = {i.instance_id: i.project_id for i in instances}
+        rec.times['found'] = time.time()
+        try:
+            self.engine.evaluate(
+                [self._owner_event(rec, i, IN_MAINTENANCE)
+                 for i in instances], received=received)
+        except Exception:
+            LOG.exception('Warning the owners of host %s failed', host)
+            with self._lock:
+                self._hosts.pop(host, None)
+            raise
+        rec.notified = rec.times['notified'] = time.time()
+        rec.ready = True
+        LOG.info('Host %s in maintenance (%s, via %s, session %s): owners '
+                 'of %d instance(s) of %d project(s) warned in %.1f ms',
+                 host, reason, source, rec.session_id, len(instances),
+                 len(set(rec.owners.values())),
+                 (rec.notified - received) * 1000.0)
+        self._timeline(rec, 'entered', instances=len(instances),
+                       received=received, notified=rec.notified)
+        self._save(host)
+        self._check_empty(host)
+        self._wake.set()
+        return rec
+
+    def _ask_nova(self, host):
+        if self.fencer is None:
+            return []
+        try:
+            return [resource_map.Instance(s.id, s.project_id, s.user_id,
+                                          s.host, s.status)
+                    for s in self.fencer.servers_on_host(host)]
+        except Exception as e:
+            LOG.error('Instance map not loaded and Nova cannot list the '
+                      'instances of %s: %s', host, e)
+            return []
+
+    def _deadline(self, rec, project):
+        seconds = self._opts.project_migrate_after.get(project)
+        try:
+            seconds = float(seconds if seconds is not None
+                            else self._opts.migrate_after)
+        except ValueError:
+            seconds = self._opts.migrate_after
+        if seconds <= 0:
+            return None
+        return rec.started + seconds
+
+    def _owner_event(self, rec, inst, state):
+        at = None
+        if state == IN_MAINTENANCE:
+            at = self._deadline(rec, inst.project_id)
+        return events_mod.make_event(OWNER_EVENT, {
+            'instance_id': inst.instance_id,
+            'tenant_id': inst.project_id,
+            'user_id': inst.user_id,
+            'host': rec.host,
+            'state': state,
+            'reason': rec.reason,
+            'session_id': rec.session_id,
+            'window_start': rec.window_start,
+            'window_end': rec.window_end,
+            'migrate_at': _utc(at) if at is not None else None,
+            'source': SOURCE,
+        })
+
+    def _arrived(self, host, instance_id):
+        rec = self._hosts.get(host)
+        inst = next((i for i in self.map.on_host(host)
+                     if i.instance_id == instance_id), None)
+        if rec is not None and inst is not None:
+            self._warn_late(rec, [inst], 'arrived on')
+
+    def _warn_late(self, rec, instances, how):
+        """Warn the owners of instances found on the host after the start.
+
+        An instance that arrived (an explicit target, an evacuation), or
+        that the map did not know when the maintenance started.
+        """
+        with self._lock:
+            if self._hosts.get(rec.host) is not rec or not rec.ready:
+                return
+            new = [i for i in instances if i.instance_id not in rec.owners]
+            for inst in new:
+                rec.owners[inst.instance_id] = inst.project_id
+        if not new:
+            return
+        LOG.warning('%d instance(s) %s host %s, which is in maintenance; '
+                    'warning their owners: %s', len(new), how, rec.host,
+                    ', '.join('%s (project %s)' % (i.instance_id,
+                                                   i.project_id)
+                              for i in new))
+        try:
+            self.engine.evaluate([self._owner_event(rec, i, IN_MAINTENANCE)
+                                  for i in new])
+        except Exception:
+            LOG.exception('Warning the owners of %d instance(s) on host %s '
+                          'failed; retried at the next check', len(new),
+                          rec.host)
+            with self._lock:
+                for inst in new:
+                    rec.owners.pop(inst.instance_id, None)
+        self._save(rec.host, force=True)
+
+    # -- host empty ----------------------------------------------------------
+    def _check_empty(self, host):
+        if not self.map.loaded.is_set():
+            return None     # the map cannot tell "empty" yet
+        detected = time.time()
+        with self._lock:
+            rec = self._hosts.get(host)
+            if rec is None or not rec.ready:
+                return None
+            if self.map.on_host(host):
+                if rec.admin_notified is not None:
+                    # Not empty any more: say so again once it is.
+                    LOG.warning('Host %s in maintenance is not empty any '
+                                'more; the administrator will be told '
+                                'again once it is', host)
+                    rec.admin_notified = rec.empty_since = None
+                return None
+            if rec.admin_notified is not None:
+                return None
+            rec.admin_notified = rec.empty_since = detected
+        admin = self._admin_project(rec)
+        LOG.info('Host %s in maintenance is empty (%d instance(s) of %d '
+                 'project(s) warned); telling the administrator%s', host,
+                 len(rec.owners), len(set(rec.owners.values())),
+                 ' (project %s)' % admin if admin else
+                 ': no admin project known, set [%s] admin_project_id'
+                 % GROUP)
+        if admin:
+            try:
+                self.engine.evaluate([self._admin_event(
+                    rec, HOST_EMPTY_EVENT, 'empty', admin, remaining=0)],
+                    received=detected)
+            except Exception:
+                LOG.exception('Telling the administrator that host %s is '
+                              'empty failed; retried at the next check',
+                              host)
+                with self._lock:
+                    rec.admin_notified = rec.empty_since = None
+                return None
+        rec.times['empty'] = detected
+        rec.times['admin_notified'] = time.time()
+        self._timeline(rec, 'empty', detected=detected,
+                       notified=rec.times['admin_notified'])
+        self._save(host, force=True)
+        return rec
+
+    def _admin_project(self, rec):
+        return self._opts.admin_project_id or rec.project or None
+
+    def _admin_event(self, rec, event_type, state, admin, remaining):
+        return events_mod.make_event(event_type, {
+            'host': rec.host,
+            'tenant_id': admin,
+            'project_id': admin,
+            'state': state,
+            'reason': rec.reason,
+            'session_id': rec.session_id,
+            'window_start': rec.window_start,
+            'window_end': rec.window_end,
+            'instances': len(rec.owners),
+            'projects': len(set(rec.owners.values())),
+            'remaining': remaining,
+            'source': SOURCE,
+        })
+
+    # -- ending ------------------------------------------------------------
+    def end(self, host, cause, received=None):
+        """End the maintenance of ``host``; tell the admin, the owners left."""
+        received = received or time.time()
+        with self._lock:
+            rec = self._hosts.get(host)
+        if rec is None:
+            LOG.info('Host %s is not in maintenance; ignoring %s', host,
+                     cause)
+            return None
+        remaining = self.map.on_host(host)
+        admin = self._admin_project(rec)
+        events = [self._owner_event(rec, i, COMPLETE) for i in remaining]
+        if admin:
+            events.append(self._admin_event(rec, HOST_COMPLETE_EVENT,
+                                            'complete', admin,
+                                            remaining=len(remaining)))
+        self.engine.evaluate(events, received=received)   # raises: retried
+        with self._lock:
+            if self._hosts.get(host) is not rec:
+                return None
+            del self._hosts[host]
+        rec.times.update(ended=received, end_notified=time.time())
+        LOG.info('Host %s maintenance ended (%s) after %.1f s: %d '
+                 'instance(s) still on it; administrator%s told', host,
+                 cause, received - rec.started, len(remaining),
+                 '' if admin else ' not')
+        self._timeline(rec, 'complete', received=received,
+                       notified=rec.times['end_notified'],
+                       remaining=len(remaining))
+        self._remove_state(host)
+        return rec
+
+    # -- periodic check: emptiness, deadlines --------------------------------
+    def check(self):
+        """Check every host in maintenance now (the thread does it too)."""
+        with self._lock:
+            records = list(self._hosts.values())
+        for rec in records:
+            if not rec.ready:
+                continue
+            if self.map.loaded.is_set():
+                self._warn_late(rec, self.map.on_host(rec.host),
+                                'found on')
+            if self._check_empty(rec.host) is None:
+                self._save(rec.host)
+            self._migrate_due(rec)
+
+    def _migrate_due(self, rec):
+        now = time.time()
+        due = []
+        for inst in self.map.on_host(rec.host):
+            if inst.instance_id in rec.migrations:
+                continue
+            at = self._deadline(rec, inst.project_id)
+            if at is not None and at <= now:
+                due.append(inst)
+        if not due:
+            return
+        with self._lock:
+            if self._hosts.get(rec.host) is not rec:
+                return
+            for inst in due:
+                rec.migrations[inst.instance_id] = 'requested'
+            rec.migration_requested = rec.migration_requested or now
+        ids = [i.instance_id for i in due]
+        LOG.warning('Host %s: maintenance deadline passed; asking Nova to '
+                    'live-migrate the %d instance(s) of %d project(s) still '
+                    'on it: %s', rec.host, len(ids),
+                    len({i.project_id for i in due}), ', '.join(ids))
+        if self.fencer is None or not hasattr(self.fencer, 'live_migrate'):
+            results = {i: 'no Nova client to live-migrate with'
+                       for i in ids}
+        else:
+            try:
+                results = self.fencer.live_migrate(ids)
+            except Exception as e:
+                results = {i: 'live migration failed: %s' % e for i in ids}
+        rec.migrations.update(results)
+        failed = {k: v for k, v in results.items() if v != 'ok'}
+        if failed:
+            LOG.error('Host %s: Nova refused to live-migrate %d of %d '
+                      'instance(s); the administrator must move them: %s',
+                      rec.host, len(failed), len(ids),
+                      '; '.join('%s: %s' % kv for kv in sorted(
+                          failed.items())))
+        LOG.info('Host %s: Nova accepted the live migration of %d of %d '
+                 'instance(s)', rec.host, len(ids) - len(failed), len(ids))
+        rec.times['migrate_requested'] = now
+        self._timeline(rec, 'migrate', requested=now, done=time.time(),
+                       instances=len(ids), failed=len(failed))
+        self._save(rec.host, force=True)
+
+    # -- state files ---------------------------------------------------------
+    def _save(self, host, force=False):
+        state_dir = self._opts.state_dir
+        if not state_dir:
+            return
+        with self._io_lock:
+            rec = self._hosts.get(host)
+            if rec is None or not rec.ready:
+                return
+            remaining = self.map.on_host(host)
+            ids = frozenset(i.instance_id for i in remaining)
+            if not force and rec.saved == ids:
+                return
+            data = rec.to_dict(remaining, self._admin_project(rec))
+            path = state_file(state_dir, host)
+            try:
+                os.makedirs(state_dir, exist_ok=True)
+                tmp = '%s.%d.tmp' % (path, os.getpid())
+                with open(tmp, 'w') as f:
+                    json.dump(data, f, indent=1, sort_keys=True)
+                os.replace(tmp, path)
+                rec.saved = ids
+            except OSError as e:
+                self._io_error('Cannot write the maintenance state of host '
+                               '%s to %s: %s' % (host, path, e))
+
+    def _remove_state(self, host):
+        state_dir = self._opts.state_dir
+        if not state_dir:
+            return
+        with self._io_lock:
+            try:
+                os.unlink(state_file(state_dir, host))
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                self._io_error('Cannot remove the maintenance state of host '
+                               '%s: %s' % (host, e))
+
+    def _io_error(self, message):
+        # Once at WARNING, then at DEBUG: the state lives on in memory.
+        if self._io_warned:
+            LOG.debug('%s', message)
+        else:
+            self._io_warned = True
+            LOG.warning('%s (the state stays in memory and in this log)',
+                        message)
+
+    def _restore(self):
+        state_dir = self._opts.state_dir
+        if not state_dir:
+            return
+        try:
+            states = read_states(state_dir)
+        except OSError as e:
+            LOG.warning('Cannot read the maintenance states in %s: %s',
+                        state_dir, e)
+            return
+        for data in states:
+            try:
+                rec = HostMaintenance.from_dict(data)
+            except (KeyError, TypeError, ValueError) as e:
+                LOG.error('Ignoring maintenance state %s: %s',
+                          data.get('_file'), e)
+                continue
+            with self._lock:
+                self._hosts.setdefault(rec.host, rec)
+            LOG.warning('Host %s still in maintenance since %s (%s; from %s'
+                        '): end it by enabling its nova-compute service or '
+                        'with maintenance.host.end', rec.host,
+                        data.get('started'), rec.reason, data.get('_file'))
+
+    def _timeline(self, rec, step, **values):
+        if not self._opts.timeline_log:
+            return
+        LOG.info('doctor-timeline maintenance=%s host=%s session=%s %s',
+                 step, rec.host, rec.session_id,
+                 ' '.join('%s=%s' % (k, ('%.6f' % v) if isinstance(v, float)
+                                     else v)
+                          for k, v in sorted(values.items())))
+
+
+# -- reading the state files (doctor-maintenance-status) -------------------
+
+def read_states(state_dir, hosts=None):
+    """The state dicts of the hosts in maintenance, from ``state_dir``.
+
+    A missing directory means no host in maintenance. Each dict also has
+    ``_file``, the file it came from.
+    """
+    try:
+        names = sorted(os.listdir(state_dir))
+    except FileNotFoundError:
+        return []
+    wanted = set(hosts or ())
+    out = []
+    for name in names:
+        if not name.endswith(STATE_SUFFIX):
+            continue
+        path = os.path.join(state_dir, name)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError) as e:
+            LOG.warning('Cannot read %s: %s', path, e)
+            continue
+        if not isinstance(data, dict) or 'host' not in data:
+            continue
+        if wanted and data['host'] not in wanted:
+            continue
+        data['_file'] = path
+        out.append(data)
+    return out
+
+
+def format_state(data):
+    """Lines an operator reads for one host."""
+    lines = []
+    window = data.get('window_start') or data.get('started')
+    if data.get('window_end'):
+        window = '%s - %s' % (window, data['window_end'])
+    lines.append('%s: %s since %s (%s; via %s; session %s)' % (
+        data['host'], 'in maintenance, EMPTY' if data['state'] == 'empty'
+        else 'in maintenance', data.get('started'), data.get('reason'),
+        data.get('source'), data.get('session_id')))
+    lines.append('  window: %s' % window)
+    lines.append('  owners warned: %s (%d instance(s) of %d project(s))' % (
+        data.get('owners_notified'), data.get('instances_warned', 0),
+        data.get('projects_warned', 0)))
+    by_project = data.get('remaining_by_project') or {}
+    lines.append('  remaining: %d instance(s) of %d project(s)' % (
+        sum(len(v) for v in by_project.values()), len(by_project)))
+    for project, ids in by_project.items():
+        lines.append('    project %s: %s' % (project, ' '.join(ids)))
+    if data.get('migration_requested'):
+        failed = {k: v for k, v in (data.get('migrations') or {}).items()
+                  if v != 'ok'}
+        lines.append('  live migration requested at %s: %d accepted, %d '
+                     'refused' % (data['migration_requested'],
+                                  len(data.get('migrations') or {}) -
+                                  len(failed), len(failed)))
+        for server, why in sorted(failed.items()):
+            lines.append('    %s: %s' % (server, why))
+    if data.get('admin_notified'):
+        lines.append('  administrator told it is empty: %s (project %s)' % (
+            data['admin_notified'], data.get('admin_project_id')))
+    lines.append('  updated: %s' % data.get('updated'))
+    return lines
+
+
+def _state_dir_from_config(config_files):
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    args = []
+    for path in config_files:
+        args += ['--config-file', path]
+    conf(args, project='ceilometer',
+         default_config_files=None if not config_files else [])
+    return conf[GROUP].state_dir
+
+
+def status_main(argv=None):
+    """``doctor-maintenance-status [--state-dir DIR] [--json] [HOST...]``."""
+    p = argparse.ArgumentParser(
+        prog='doctor-maintenance-status',
+        description='Hosts in maintenance, as ceilometer-agent-notification '
+                    '(doctor-ext) tracks them: which instances remain on '
+                    'them, whose, and whether the administrator was told '
+                    'they are empty.')
+    p.add_argument('hosts', nargs='*', metavar='HOST')
+    p.add_argument('--state-dir',
+                   help='[%s] state_dir of the agent (default: read from '
+                        'the config files)' % GROUP)
+    p.add_argument('--config-file', action='append', default=[],
+                   help='the agent\'s ceilometer.conf (default: '
+                        '/etc/ceilometer/ceilometer.conf if present)')
+    p.add_argument('--json', action='store_true', help='print JSON')
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    state_dir = args.state_dir or _state_dir_from_config(args.config_file)
+    if not state_dir:
+        print('no [%s] state_dir configured' % GROUP, file=sys.stderr)
+        return 2
+    try:
+        states = read_states(state_dir, args.hosts)
+    except OSError as e:
+        print('cannot read %s: %s' % (state_dir, e), file=sys.stderr)
+        return 2
+    found = {s['host'] for s in states}
+    if args.json:
+        for s in states:
+            s.pop('_file', None)
+        print(json.dumps(states, indent=2, sort_keys=True))
+        return 0
+    for s in states:
+        print('\n'.join(format_state(s)))
+    for host in args.hosts:
+        if host not in found:
+            print('%s: not in maintenance' % host)
+    if not args.hosts and not states:
+        print('no host in maintenance (%s)' % state_dir)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(status_main())
