@@ -12,6 +12,7 @@
   the listener reconnected, an alarm written to the database directly).
 """
 
+import gc
 import socket
 import threading
 
@@ -41,6 +42,12 @@ OPTS = [
                help='Exchange on which aodh-api sends its notifications.'),
     cfg.StrOpt('aodh_topic', default='notifications',
                help='Topic on which aodh-api sends its notifications.'),
+    cfg.BoolOpt('gc_freeze', default=True,
+                help='After the first load of the alarms, move every '
+                     'object of the process to the permanent generation '
+                     '(gc.freeze()), so that a full garbage collection '
+                     'does not walk the alarm index (a 100-180 ms pause on '
+                     'one notification was seen without it).'),
     cfg.StrOpt('alarm_changes_pool',
                help='Queue (oslo.messaging pool) this process reads alarm '
                     'changes from. Every agent process needs its own so '
@@ -168,6 +175,9 @@ class AlarmSync:
                 delay = min(delay * 2, self._conf.load_retry_max)
                 continue
             LOG.info('Loaded %d event alarm(s) from Aodh', count)
+            if self._conf.gc_freeze:
+                gc.collect()
+                gc.freeze()
             self.loaded.set()
             break
         try:

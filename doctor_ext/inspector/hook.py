@@ -214,16 +214,25 @@ class Inspector:
                  host, fault.cause, len(fault.instances),
                  len({i.project_id for i in fault.instances}))
         fence = self._should_fence(event)
-        conservative = self._opts.mode == 'conservative'
-        if conservative and fence:
-            future = self._fence_pool.submit(self._fence, fault)
-            future.add_done_callback(lambda f: self._notify(fault))
-        else:
-            self._notify(fault)
-            if fence:
-                self._fence_pool.submit(self._fence, fault)
+        try:
+            if fence and self._opts.mode == 'conservative':
+                # Nova first, in this listener thread: owners are told once
+                # the fence was tried (and told even if it failed).
+                self._fence(fault)
+                self._notify(fault)
             else:
-                fault.done.set()
+                self._notify(fault)
+                if fence:
+                    self._fence_pool.submit(self._fence, fault)
+                else:
+                    fault.done.set()
+        except Exception:
+            # Not handled after all: the requeued report must not be taken
+            # for a repeat.
+            with self._lock:
+                if self._faults.get(host, (None,))[0] is fault:
+                    del self._faults[host]
+            raise
         return fault
 
     def _ask_nova(self, host):
@@ -253,7 +262,7 @@ class Inspector:
                 'tenant_id': inst.project_id,
                 'user_id': inst.user_id,
                 'state': 'error',
-                'old_state': inst.state,
+                'old_state': (inst.state or '').lower() or None,
                 'host': fault.host,
                 'cause': fault.cause,
                 'monitor_event_id': fault.monitor_event_id,

@@ -397,6 +397,9 @@ class Stack:
                                                    'aodh'],
             },
             'event': {'definitions_cfg_file': self.event_definitions},
+            # Nova's versioned service.update comes on its own topic.
+            'oslo_messaging_notifications': {
+                'topics': 'notifications,versioned_notifications'},
             'doctor_evaluator': {'aodh_connection': self.db.url,
                                  'alarm_changes_pool':
                                      'doctor-ext-alarms.%s' % name,
@@ -435,7 +438,8 @@ class Stack:
         wait_for(lambda: log_contains(proc.log_file, 'Instance map loaded'),
                  timeout, '%s to load the instance map' % proc.name,
                  proc.proc, proc.log_file)
-        for queue in ('notifications.info', 'notifications.error'):
+        for queue in ('notifications.info', 'notifications.error',
+                      'versioned_notifications.info'):
             wait_for(lambda: (self.broker.consumers(queue) or 0) >= 1,
                      timeout, '%s to consume %s' % (proc.name, queue),
                      proc.proc, proc.log_file)

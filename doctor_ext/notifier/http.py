@@ -85,6 +85,11 @@ OPTS = [
     cfg.StrOpt('key_file',
                help='Private key of cert_file, if not in cert_file itself. '
                     'Like Aodh\'s rest_notifier_certificate_key.'),
+    cfg.StrOpt('aodh_config_file',
+               help='aodh.conf to read for alarm actions that are not '
+                    'http(s) (log://, trust+http://, zaqar://...), which '
+                    "are handed to Aodh's notifier plugins. Unset: Aodh's "
+                    'defaults.'),
     cfg.BoolOpt('ssl_verify', default=True,
                 help='Verify https consumers\' certificates. An action URL '
                      'overrides it with the query parameter '
@@ -117,6 +122,23 @@ _BAD_PATH_RE = re.compile(r'[\x00-\x20\x7f]')
 # reconnect once at once, without counting an attempt.
 _STALE_ERRORS = (BrokenPipeError, ConnectionAbortedError,
                  ConnectionResetError, http.client.RemoteDisconnected)
+
+
+def load_aodh_conf(conf):
+    """Aodh's options, read from ``aodh_config_file`` (or defaults).
+
+    Aodh's own prepare_service() is not called: it would set up logging
+    again inside the agent.
+    """
+    from aodh import opts as aodh_opts
+    aodh_conf = cfg.ConfigOpts()
+    for group, opts in aodh_opts.list_opts():
+        aodh_conf.register_opts(list(opts),
+                                group=None if group == 'DEFAULT' else group)
+    path = conf[GROUP].aodh_config_file if conf is not None else None
+    aodh_conf([], project='aodh', validate_default_values=True,
+              default_config_files=[path] if path else [])
+    return aodh_conf
 
 
 def register_opts(conf):
@@ -403,7 +425,7 @@ class HttpNotifier:
     registered in it, group ``doctor_notifier``); None for the defaults.
     ``aodh_conf``: Aodh's ``ConfigOpts``, needed only for action URLs that
     are delegated to Aodh's notifier plugins (schemes other than http and
-    https).
+    https); by default read from ``aodh_config_file`` on first use.
     """
 
     def __init__(self, conf=None, aodh_conf=None):
@@ -601,9 +623,12 @@ class HttpNotifier:
     def _load_plugin(self, scheme):
         """(plugin, None) or (None, why not)."""
         if self.aodh_conf is None:
-            return None, ('scheme %r is delegated to Aodh\'s notifier '
-                          'plugins, which need an Aodh configuration, and '
-                          'this notifier has none (aodh_conf)' % scheme)
+            try:
+                self.aodh_conf = load_aodh_conf(self.conf)
+            except Exception as exc:
+                return None, ('scheme %r is delegated to Aodh\'s notifier '
+                              'plugins, and the Aodh configuration cannot '
+                              'be read: %s' % (scheme, _describe(exc)))
         try:
             manager = driver.DriverManager(
                 AODH_NOTIFIER_NAMESPACE, scheme, invoke_on_load=True,

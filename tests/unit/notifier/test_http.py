@@ -518,13 +518,23 @@ class TestBadActions(NotifierTestCase):
         self.assertNextDelivered(notifier)
         self.assertEqual(1, self.consumer.count())
 
-    def test_scheme_needs_aodh_conf(self):
-        notifier = self.notifier()
+    def test_aodh_conf_read_from_option(self):
+        # No aodh_conf given: it is read from [doctor_notifier]
+        # aodh_config_file, and a bad file is a clear error.
+        notifier = self.notifier(aodh_config_file='/nonexistent/aodh.conf')
         delivery = self.deliver(notifier, note('log://'))
         self.assertFalse(delivery.ok)
-        self.assertIn('aodh_conf', delivery.error)
-        self.assertIn("'log://'", delivery.error)
+        self.assertIn('Aodh configuration cannot be read', delivery.error)
+        self.assertIn("'log'", delivery.error)
         self.assertNextDelivered(notifier)
+
+    def test_aodh_defaults_without_a_file(self):
+        logger = self.useFixture(fixtures.FakeLogger(
+            format='%(name)s %(message)s'))
+        notifier = self.notifier()
+        delivery = self.deliver(notifier, note('log://'))
+        self.assertTrue(delivery.ok, delivery.error)
+        self.assertIn('aodh.notifier.log', logger.output)
 
 
 class TestAodhPlugins(NotifierTestCase):

@@ -1,0 +1,160 @@
+"""The inspector: host faults to per-instance events, and fencing in Nova.
+
+Nova is the Nova double over HTTP, reached through the real fencer
+(openstacksdk); the evaluator is a recorder of what it was handed.
+"""
+
+import threading
+
+from oslo_config import cfg
+from oslotest import base
+
+from doctor_ext.evaluator import events
+from doctor_ext.inspector import fencing
+from doctor_ext.inspector import hook
+from doctor_ext.inspector import resource_map
+from doctor_ext.lab import nova as nova_mod
+from doctor_ext.publisher import shortcut
+
+
+class RecordingEngine:
+    def __init__(self, fail=False):
+        self.batches = []
+        self.fail = fail
+        self.called = threading.Event()
+
+    def evaluate(self, evs, received=None):
+        self.called.set()
+        if self.fail:
+            raise RuntimeError('alarms not loaded')
+        self.batches.append(list(evs))
+        return []
+
+
+def host_down(host='compute-1', severity='critical',
+              event_type='compute.host.down'):
+    return events.make_event(event_type, {
+        'hostname': host, 'status': 'down', 'monitor': 'ping',
+        'monitor_event_id': 'mon-1', 'severity': severity,
+        'cause': 'link down'})
+
+
+class InspectorTest(base.BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.nova = self.useFixture(nova_mod.NovaDoubleFixture()).nova
+        self.conf = cfg.ConfigOpts()
+        self.conf([], project='doctor-test')
+        fencing.register_opts(self.conf)
+        self.nova.configure(self.conf, fencing.GROUP)
+        self.conf.set_override('retry_backoff', 0.01, fencing.GROUP)
+        self.vms = {}
+        for i in range(6):
+            p = 'p%d' % (i % 3)
+            self.vms[self.nova.add_server('compute-1', p)] = p
+        self.other = self.nova.add_server('compute-2', 'p0')
+        self.engine = RecordingEngine()
+        self.ledger = shortcut.ShortcutLedger()
+        self.inspector = self.make()
+
+    def make(self, engine=None, **overrides):
+        for k, v in overrides.items():
+            self.conf.set_override(k, v, hook.GROUP)
+        fencer = fencing.NovaFencer(self.conf)
+        self.addCleanup(fencer.close)
+        inspector = hook.Inspector(self.conf, engine or self.engine, fencer,
+                                   resource_map.ResourceMap(), self.ledger)
+        self.addCleanup(inspector.stop)
+        inspector.start()
+        self.assertTrue(inspector.map.loaded.wait(10))
+        return inspector
+
+    def test_fault_events_per_instance_then_fence(self):
+        fault = self.inspector.handle(host_down())
+        self.assertTrue(fault.done.wait(20))
+        batch, = self.engine.batches
+        got = {e.traits['instance_id']: e for e in batch}
+        self.assertEqual(set(self.vms), set(got))
+        for vm, e in got.items():
+            self.assertEqual('compute.instance.update', e.event_type)
+            self.assertEqual(self.vms[vm], e.project)
+            self.assertEqual(('error', 'compute-1', 'mon-1', 'active'),
+                             (e.traits['state'], e.traits['host'],
+                              e.traits['monitor_event_id'],
+                              e.traits['old_state']))
+        self.assertTrue(self.nova.service('compute-1')['forced_down'])
+        self.assertFalse(self.nova.service('compute-2')['forced_down'])
+        self.assertEqual({'ERROR'}, {self.nova.server(vm)['status']
+                                     for vm in self.vms})
+        self.assertEqual('ACTIVE', self.nova.server(self.other)['status'])
+        # Nova's own update of the reset is known to the publisher.
+        self.assertTrue(self.ledger.consume(next(iter(self.vms)), 'error'))
+
+    def test_repeated_reports_handled_once_until_recovery(self):
+        first = self.inspector.handle(host_down())
+        self.assertTrue(first.done.wait(20))
+        self.assertIsNone(self.inspector.handle(host_down()))
+        self.assertEqual(1, len(self.engine.batches))
+        self.assertEqual(1, len(self.nova.calls_to('force-down|os-services/'
+                                                   '[0-9a-f-]+$', 'PUT')))
+        self.inspector.handle(events.make_event('compute.host.up', {
+            'hostname': 'compute-1'}))
+        again = self.inspector.handle(host_down())
+        self.assertIsNotNone(again)
+        self.assertTrue(again.done.wait(20))
+        self.assertEqual(2, len(self.engine.batches))
+
+    def test_policy_minor_fault_notifies_without_fencing(self):
+        fault = self.inspector.handle(host_down(severity='minor'))
+        self.assertTrue(fault.done.wait(5))
+        self.assertEqual(6, len(self.engine.batches[0]))
+        self.assertFalse(self.nova.service('compute-1')['forced_down'])
+        self.assertEqual([], self.nova.calls_to('/action$'))
+
+    def test_fencing_disabled(self):
+        inspector = self.make(fence=False)
+        fault = inspector.handle(host_down())
+        self.assertTrue(fault.done.wait(5))
+        self.assertFalse(self.nova.service('compute-1')['forced_down'])
+
+    def test_conservative_mode_fences_before_notifying(self):
+        inspector = self.make(mode='conservative')
+        fault = inspector.handle(host_down())
+        self.assertEqual(6, len(self.engine.batches[0]))
+        self.assertTrue(self.nova.service('compute-1')['forced_down'])
+        self.assertLessEqual(fault.times['reset'], fault.times['events'])
+
+    def test_failed_evaluation_is_not_taken_for_a_repeat(self):
+        inspector = self.make(engine=RecordingEngine(fail=True))
+        self.assertRaises(RuntimeError, inspector.handle, host_down())
+        inspector.engine = self.engine
+        self.assertIsNotNone(inspector.handle(host_down()))
+        self.assertEqual(6, len(self.engine.batches[0]))
+
+    def test_nova_forced_down_by_someone_else_is_a_fault(self):
+        inspector = self.make(fence_event_types=['compute.host.down'])
+        update = events.make_event('service.update', {
+            'host': 'compute-1', 'binary': 'nova-compute',
+            'forced_down': 1, 'disabled': 0})
+        fault = inspector.handle(update)
+        self.assertIsNotNone(fault)
+        self.assertTrue(fault.done.wait(5))
+        self.assertEqual(6, len(self.engine.batches[0]))
+        # Not fenced again: Nova reported it itself.
+        self.assertEqual([], self.nova.calls_to('/action$'))
+
+    def test_host_without_name_dropped_with_log(self):
+        bad = events.make_event('compute.host.down', {'status': 'down'})
+        self.assertIsNone(self.inspector.handle(bad))
+        self.assertEqual([], self.engine.batches)
+
+    def test_instance_events_keep_the_map(self):
+        vm = self.nova.add_server('compute-3', 'p9')
+        self.inspector.handle(events.make_event(
+            'compute.instance.create.end', {
+                'instance_id': vm, 'tenant_id': 'p9', 'host': 'compute-3',
+                'state': 'active'}))
+        fault = self.inspector.handle(host_down('compute-3'))
+        self.assertTrue(fault.done.wait(20))
+        self.assertEqual([vm], [e.traits['instance_id']
+                                for e in self.engine.batches[0]])
