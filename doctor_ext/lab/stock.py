@@ -153,7 +153,9 @@ class SampleInspector:
 
     def refresh_servers(self):
         self.servers = {}
-        for s in self._nova.servers.list(search_opts={'all_tenants': True}):
+        # limit=-1: every page (Nova returns [api] max_limit servers a page).
+        for s in self._nova.servers.list(search_opts={'all_tenants': True},
+                                         limit=-1):
             host = getattr(s, 'OS-EXT-SRV-ATTR:host', None)
             self.servers.setdefault(host, []).append(
                 (s.id, s.tenant_id, s.user_id))
