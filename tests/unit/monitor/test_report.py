@@ -233,8 +233,8 @@ class ReporterTest(base.BaseTestCase):
         report.Reporter(self.conf, transport)
         # The default exchange depends on who set oslo.messaging's transport
         # defaults in this process (Ceilometer sets 'ceilometer').
-        self.assertIn("sends to the exchange '%s'" % self.conf.control_exchange,
-                      log.output)
+        self.assertIn("sends to the exchange '%s'"
+                      % self.conf.control_exchange, log.output)
         log = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
         report.Reporter(self.conf, report.get_transport(self.conf)).close()
         self.assertEqual('', log.output)
