@@ -22,6 +22,12 @@ kept:
   order, so the narrower ones still win over the broader one as they do in
   the stock file.
 
+Every typed trait (int, float, datetime) of the definitions written for our
+event types gets the ``doctor_typed`` trait plugin
+(doctor_ext/data/trait_plugins.py), unless it has a plugin already: a value
+that does not convert then gives no trait instead of failing, and with
+``ack_on_event_error = False`` requeueing for ever, the whole notification.
+
 Usage::
 
     python tools/gen_event_definitions.py            # write the file
@@ -149,6 +155,22 @@ def merge(stock, ours):
     return merged
 
 
+TYPED_PLUGIN = 'doctor_typed'
+TYPED = ('int', 'float', 'datetime')
+
+
+def harden(definitions):
+    """Put the doctor_typed plugin on each typed trait without a plugin."""
+    out = copy.deepcopy(definitions)
+    for definition in out:
+        for trait in (definition.get('traits') or {}).values():
+            if (isinstance(trait, dict) and 'plugin' not in trait and
+                    trait.get('type', 'text') in TYPED):
+                trait['plugin'] = {'name': TYPED_PLUGIN,
+                                   'parameters': {'type': trait['type']}}
+    return out
+
+
 def generate(stock_text=None, ours_text=None):
     """The text of the generated event_definitions.yaml."""
     if stock_text is None:
@@ -159,7 +181,7 @@ def generate(stock_text=None, ours_text=None):
             ours_text = f.read()
     stock = yaml.safe_load(stock_text) or []
     ours = yaml.safe_load(ours_text) or []
-    merged = merge(stock, ours)
+    merged = harden(merge(stock, ours))
     body = yaml.dump(merged, Dumper=_NoAliasDumper, default_flow_style=False,
                      sort_keys=False, width=79)
     if not stock_text.endswith('\n'):

@@ -13,7 +13,20 @@ inspector hook (see :func:`get_engine`). For a batch of events it
 
 If the database is unreachable, evaluation goes on from the index: a
 non-repeating alarm fires on this process's own view of its state, and the
-claim is written when the database returns.
+claim is written when the database returns. Once a claim has failed, later
+events do not wait for the database (up to ``db_timeout`` each when it
+hangs): they fire on local state until the recorder's next write succeeds.
+
+At-least-once (``evaluate(..., at_least_once=True)``, used by the publishers
+when ``[doctor_publisher] delivery_wait`` is set, so that a notification is
+acknowledged only once its POSTs are done): when a notification is
+redelivered because the agent that handled it died (or lost its broker
+connection) before acknowledging it, a non-repeating alarm that the same
+event already moved to ``alarm`` fires again, unless this process fired it
+itself. The event's ``message_id`` is in the stored ``state_reason`` (Aodh's
+reason text), so this costs no extra database round trip. The consumer may
+then get the notification twice; the history row is written once (its id is
+derived from the alarm and the event).
 """
 
 import json
@@ -34,6 +47,13 @@ from doctor_ext.evaluator import sync as sync_mod
 from doctor_ext.notifier import http
 
 LOG = log.getLogger(__name__)
+
+# History row ids: derived from (alarm, event), so that an event handled
+# twice (a redelivered notification) records one transition.
+HISTORY_NAMESPACE = uuid.UUID('5c0f9a1e-6f3b-4d0e-9d8a-2b7c1e4f6a90')
+# (alarm_id, message_id) of the firings this process made, most recent
+# last; a redelivered event does not fire them again here.
+FIRED_MEMORY = 16384
 
 GROUP = 'doctor_evaluator'
 OPTS = [
@@ -67,7 +87,7 @@ class Firing:
     """One alarm fired by one event, with its deliveries."""
 
     __slots__ = ('alarm', 'event', 'previous', 'reason', 'deliveries',
-                 'times')
+                 'times', 'recorded')
 
     def __init__(self, alarm, event, previous, reason):
         self.alarm = alarm
@@ -76,6 +96,8 @@ class Firing:
         self.reason = reason
         self.deliveries = []
         self.times = {}
+        # Future of the history row, while the database takes writes.
+        self.recorded = None
 
 
 def reason_for(alarm, event):
@@ -97,6 +119,10 @@ class Engine:
         self.recorder = recorder or recorder_mod.Recorder(store)
         self.sync = sync
         self._state_lock = threading.Lock()
+        self._fired = {}
+        # The recorder's write count when a claim failed: until it writes
+        # again, claims do not wait for the database.
+        self._db_down = None
 
     # -- readiness ---------------------------------------------------------
     def wait_ready(self, timeout=None):
@@ -107,28 +133,38 @@ class Engine:
         return self.sync.loaded.wait(timeout)
 
     # -- evaluation --------------------------------------------------------
-    def evaluate(self, events, received=None):
+    def evaluate(self, events, received=None, at_least_once=False):
         """Evaluate parsed events; return the :class:`Firing` list.
 
+        :param at_least_once: a non-repeating alarm already moved to
+            ``alarm`` by this very event (a redelivered notification) fires
+            again unless this process fired it (see the module doc).
         :raises NotReady: the alarms could not be loaded in time.
         """
         received = received or time.time()
         if not self.wait_ready():
             raise NotReady('event alarms not loaded from Aodh yet')
         parsed = time.time()
-        once = {}       # alarm_id -> (alarm, event): non-repeating
+        once = {}       # alarm_id -> (alarm, event, state): non-repeating
+        refire = set()  # of once: claimed by this event, maybe not notified
         repeat = []     # (alarm, event)
         for event in events:
             for alarm in self.index.match(event):
                 if alarm.repeat_actions:
                     repeat.append((alarm, event))
-                elif (alarm.state != rules.ALARM and
-                      alarm.alarm_id not in once):
-                    once[alarm.alarm_id] = (alarm, event)
+                elif alarm.alarm_id in once:
+                    continue
+                elif alarm.state != rules.ALARM:
+                    once[alarm.alarm_id] = (alarm, event, alarm.state)
+                elif (at_least_once and
+                      alarm.claim_event == event.message_id and
+                      (alarm.alarm_id, event.message_id) not in self._fired):
+                    once[alarm.alarm_id] = (alarm, event, alarm.state)
+                    refire.add(alarm.alarm_id)
         evaluated = time.time()
-        firings = self._claim(once)
-        firings.extend(Firing(a, e, a.state, reason_for(a, e))
-                       for a, e in repeat)
+        firings = self._claim(once, refire if at_least_once else ())
+        if repeat:
+            firings.extend(self._repeat(repeat))
         now = timeutils.utcnow()
         # Build every notification first, then queue them all: delivery
         # threads started by the first ones would slow the building of the
@@ -137,11 +173,11 @@ class Engine:
         for firing, batch in notes:
             firing.deliveries = [self.notifier.submit(n) for n in batch]
         for firing in firings:
+            if firing.alarm.repeat_actions:
+                # Queued before the history row: written with or before it.
+                self.recorder.state(firing.alarm.alarm_id, firing.reason)
+                firing.alarm.state = rules.ALARM
             self._record(firing, now)
-            if not firing.alarm.repeat_actions:
-                continue
-            self.recorder.state(firing.alarm.alarm_id, firing.reason)
-            firing.alarm.state = rules.ALARM
         fired = time.time()
         for firing in firings:
             firing.times.update(received=received, parsed=parsed,
@@ -154,31 +190,79 @@ class Engine:
                          received, parsed, evaluated, fired)
         return firings
 
-    def _claim(self, once):
+    def _claim(self, once, refire=()):
         if not once:
             return []
-        reasons = {i: reason_for(a, e) for i, (a, e) in once.items()}
-        try:
-            won = self.store.claim(list(reasons.items()))
-            deferred = False
-        except store_mod.StoreUnavailable as e:
-            LOG.warning('Aodh database unavailable, firing %d alarm(s) on '
-                        'local state; their state is written when it '
-                        'returns: %s', len(once), e)
+        reasons = {i: reason_for(a, e) for i, (a, e, _) in once.items()}
+        deferred = False
+        down = self._db_down
+        if down is not None and down == getattr(self.recorder, 'written',
+                                                None):
+            # A claim failed and the database has not taken a write since:
+            # do not make this event wait for it.
+            LOG.debug('Aodh database still unavailable, firing %d alarm(s) '
+                      'on local state', len(once))
             won = set(once)
             deferred = True
+        else:
+            try:
+                if refire:
+                    won = self.store.claim(list(reasons.items()),
+                                           refire=refire)
+                else:
+                    won = self.store.claim(list(reasons.items()))
+            except store_mod.StoreUnavailable as e:
+                LOG.warning('Aodh database unavailable, firing %d alarm(s) '
+                            'on local state; their state is written when it '
+                            'returns: %s', len(once), e)
+                won = set(once)
+                deferred = True
+                self._db_down = getattr(self.recorder, 'written', None)
         firings = []
         with self._state_lock:
-            for alarm_id, (alarm, event) in once.items():
-                previous = alarm.state
-                if alarm_id in won and previous != rules.ALARM:
+            for alarm_id, (alarm, event, previous) in once.items():
+                again = alarm_id in refire
+                key = (alarm_id, event.message_id)
+                if deferred:
+                    # No database to arbitrate: this process's own view
+                    # (another thread of it may have fired the alarm).
+                    fire = alarm.state != rules.ALARM or again
+                else:
+                    # The database said this call moved the alarm: fire,
+                    # even if a thread that lost the same alarm meanwhile
+                    # set the local state to alarm.
+                    fire = alarm_id in won
+                if fire and key not in self._fired:
+                    # A notification sent again has previous = alarm: the
+                    # state the alarm was stored in.
                     firings.append(Firing(alarm, event, previous,
                                           reasons[alarm_id]))
-                    if deferred:
+                    self._remember(key)
+                    if deferred and not again:
                         self.recorder.deferred_claim(alarm_id,
                                                      reasons[alarm_id])
                 alarm.state = rules.ALARM
         return firings
+
+    def _repeat(self, repeat):
+        """Firings of repeating alarms, once per (alarm, event) here."""
+        firings = []
+        with self._state_lock:
+            for alarm, event in repeat:
+                key = (alarm.alarm_id, event.message_id)
+                if key in self._fired:
+                    continue
+                self._remember(key)
+                firings.append(Firing(alarm, event, alarm.state,
+                                      reason_for(alarm, event)))
+        return firings
+
+    def _remember(self, key):
+        """Called with the state lock held."""
+        fired = self._fired
+        fired[key] = True
+        if len(fired) > FIRED_MEMORY:
+            del fired[next(iter(fired))]
 
     @staticmethod
     def _notifications(firing):
@@ -193,13 +277,18 @@ class Engine:
 
     def _record(self, firing, now):
         alarm = firing.alarm
-        # The history row's id is fixed now, so that a retried write does
-        # not add a second row.
-        self.recorder.history({
-            'event_id': str(uuid.uuid4()),
+        # The history row's id is fixed now, and derived from the alarm and
+        # the event, so that neither a retried write nor a redelivered event
+        # adds a second row.
+        healthy = getattr(self.recorder, 'healthy', False)
+        recorded = self.recorder.history({
+            'event_id': str(uuid.uuid5(HISTORY_NAMESPACE, '%s/%s' % (
+                alarm.alarm_id, firing.event.message_id))),
             'alarm_id': alarm.alarm_id, 'project_id': alarm.project_id,
             'severity': alarm.severity, 'reason': firing.reason,
             'timestamp': now})
+        if healthy:
+            firing.recorded = recorded
 
     def evaluate_serialized(self, messages, secret=None):
         """Evaluate bus-format events; bad ones are logged and dropped."""

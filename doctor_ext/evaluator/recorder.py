@@ -5,9 +5,15 @@ unreachable, are queued here and written in batches by one background
 thread, retried with capped backoff until the database takes them. A state
 write deferred by an outage is a claim like any other: if another agent
 moved the alarm first, this one records nothing more.
+
+:meth:`Recorder.history` returns a future that is resolved once the row is
+written (with everything queued before it), so that a publisher acking a
+notification only after its work is done (``[doctor_publisher]
+delivery_wait``) can wait for it while the database answers.
 """
 
 import collections
+import concurrent.futures
 import threading
 
 from oslo_log import log
@@ -31,6 +37,10 @@ class Recorder:
         self._thread = None
         self._idle = threading.Event()
         self._idle.set()
+        # False from a failed write until the next successful one.
+        self.healthy = True
+        # Batches written so far (the engine waits for the next one).
+        self.written = 0
 
     def start(self):
         if self._thread is None:
@@ -49,7 +59,10 @@ class Recorder:
         return len(self._history) + len(self._claims) + len(self._states)
 
     def history(self, change):
-        self._put(self._history, change)
+        """Queue a history row; returns a future resolved once written."""
+        future = concurrent.futures.Future()
+        self._put(self._history, (change, future))
+        return future
 
     def deferred_claim(self, alarm_id, reason):
         self._put(self._claims, (alarm_id, reason))
@@ -93,9 +106,14 @@ class Recorder:
                 if states:
                     self._store.set_state(states)
                 if history:
-                    self._store.record_history(history)
+                    self._store.record_history([c for c, _ in history])
                 delay = self._backoff
+                self.healthy = True
+                self.written += 1
+                for _, future in history:
+                    future.set_result(True)
             except store_mod.StoreUnavailable as e:
+                self.healthy = False
                 LOG.warning('Aodh database unavailable, %d write(s) kept '
                             'for retry in %.1f s: %s',
                             len(claims) + len(states) + len(history),
@@ -106,6 +124,8 @@ class Recorder:
                     self._history.extendleft(reversed(history))
                     self._cond.wait(delay)
                 delay = min(delay * 2, self._backoff_max)
-            except Exception:
+            except Exception as e:
                 LOG.exception('Dropping %d Aodh write(s) that failed',
                               len(claims) + len(states) + len(history))
+                for _, future in history:
+                    future.set_exception(e)

@@ -132,7 +132,7 @@ class Alarm:
 
     __slots__ = ('alarm_id', 'project_id', 'user_id', 'name', 'severity',
                  'event_type', 'wildcard', 'conditions', 'repeat_actions',
-                 'actions', 'state', 'index_key')
+                 'actions', 'state', 'index_key', 'claim_event')
 
     def matches(self, event):
         for cond in self.conditions:
@@ -156,6 +156,23 @@ def _get(alarm, name, default=None):
     if isinstance(alarm, dict):
         return alarm.get(name, default)
     return getattr(alarm, name, default)
+
+
+def claim_event_of(state_reason):
+    """The message_id of the event that moved an alarm to ``alarm``.
+
+    Read from the stored ``state_reason``, which is Aodh's reason text
+    (``Event <id=...,event_type=...> hits the query ...``); None if the
+    reason is another one.
+    """
+    if not isinstance(state_reason, str) or not state_reason.startswith(
+            _REASON_PREFIX):
+        return None
+    end = state_reason.find(',event_type=', len(_REASON_PREFIX))
+    return state_reason[len(_REASON_PREFIX):end] if end > 0 else None
+
+
+_REASON_PREFIX = 'Event <id='
 
 
 def _index_key(conditions):
@@ -196,10 +213,13 @@ def compile_alarm(alarm):
         conditions = tuple(Condition(item) for item in query)
     except InvalidAlarm as e:
         raise InvalidAlarm('alarm %s: %s' % (alarm_id, e))
-    project_id = _get(alarm, 'project_id') or ''
+    project_id = _get(alarm, 'project_id')
     compiled = Alarm()
     compiled.alarm_id = alarm_id
-    compiled.project_id = sys.intern(project_id)
+    # An event sees the alarms of exactly its project ('' when it names
+    # none), as in Aodh; an alarm without a project (NULL) sees no event.
+    compiled.project_id = (sys.intern(project_id)
+                           if isinstance(project_id, str) else None)
     compiled.user_id = _get(alarm, 'user_id')
     compiled.name = _get(alarm, 'name') or alarm_id
     compiled.severity = sys.intern(_get(alarm, 'severity') or 'low')
@@ -211,5 +231,7 @@ def compile_alarm(alarm):
                              (_get(alarm, 'alarm_actions') or ())
                              if isinstance(a, str))
     compiled.state = sys.intern(_get(alarm, 'state') or 'insufficient data')
+    compiled.claim_event = (claim_event_of(_get(alarm, 'state_reason'))
+                            if compiled.state == ALARM else None)
     compiled.index_key = _index_key(conditions)
     return compiled

@@ -116,7 +116,8 @@ class AodhStore:
             rows = conn.execute(sa.select(
                 _ALARMS.c.alarm_id, _ALARMS.c.project_id,
                 _ALARMS.c.user_id, _ALARMS.c.name, _ALARMS.c.severity,
-                _ALARMS.c.state, _ALARMS.c.rule, _ALARMS.c.repeat_actions,
+                _ALARMS.c.state, _ALARMS.c.state_reason, _ALARMS.c.rule,
+                _ALARMS.c.repeat_actions,
                 _ALARMS.c.alarm_actions, _ALARMS.c.type).where(
                     _ALARMS.c.type == 'event',
                     _ALARMS.c.enabled == sa.true()))
@@ -131,23 +132,35 @@ class AodhStore:
             return dict(row._mapping) if row is not None else None
         return self._run('loading alarm %s' % alarm_id, load)
 
-    def claim(self, transitions):
+    def claim(self, transitions, refire=()):
         """Move alarms to ``alarm``; return the ids this call moved.
 
         :param transitions: list of (alarm_id, reason).
+        :param refire: ids of alarms for which a row already in ``alarm``
+            with exactly the given reason (so moved by the same event, whose
+            notification was redelivered) counts as won again: at-least-once
+            delivery when the agent that claimed it may have died before
+            notifying. Such rows are not written again.
         """
         if not transitions:
             return set()
         reasons = dict(transitions)
+        refire = set(refire).intersection(reasons)
         now = timeutils.utcnow()
 
         def run(conn):
             ids = list(reasons)
+            free = _ALARMS.c.state != ALARM
+            if refire:
+                free = sa.or_(free, _ALARMS.c.alarm_id.in_(list(refire)))
             rows = conn.execute(
-                sa.select(_ALARMS.c.alarm_id).where(
-                    _ALARMS.c.alarm_id.in_(ids),
-                    _ALARMS.c.state != ALARM).with_for_update()).all()
-            won = {r.alarm_id for r in rows}
+                sa.select(_ALARMS.c.alarm_id, _ALARMS.c.state,
+                          _ALARMS.c.state_reason).where(
+                    _ALARMS.c.alarm_id.in_(ids), free).with_for_update()
+            ).all()
+            won = {r.alarm_id for r in rows if r.state != ALARM}
+            again = {r.alarm_id for r in rows if r.state == ALARM and
+                     r.state_reason == reasons[r.alarm_id]}
             if won:
                 conn.execute(
                     _ALARMS.update().where(
@@ -155,7 +168,7 @@ class AodhStore:
                         state=ALARM, state_reason=sa.bindparam('b_reason'),
                         state_timestamp=now, timestamp=now),
                     [{'b_id': i, 'b_reason': reasons[i]} for i in won])
-            return won
+            return won | again
         return self._run('claiming %d alarm(s)' % len(reasons), run)
 
     def set_state(self, transitions):

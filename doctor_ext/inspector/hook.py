@@ -22,6 +22,7 @@ reason, ``maintenance.host``) is followed by :mod:`.maintenance`.
 import concurrent.futures
 import threading
 import time
+import uuid
 
 from ceilometer import publisher
 from oslo_config import cfg
@@ -32,6 +33,7 @@ from doctor_ext.evaluator import events as events_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import maintenance
 from doctor_ext.inspector import resource_map
+from doctor_ext.publisher import direct
 from doctor_ext.publisher import shortcut
 
 LOG = log.getLogger(__name__)
@@ -81,6 +83,12 @@ OPTS = [
 ]
 
 
+# Fault event ids are derived from the report's message_id and the
+# instance: a redelivered report gives the same fault events, so alarms they
+# already fired are recognised (see doctor_ext.evaluator.engine).
+FAULT_EVENT_NAMESPACE = uuid.UUID('8d7f3c2a-1b4e-4f6a-9c0d-3e5b7a9f1c24')
+
+
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
@@ -110,7 +118,9 @@ class Inspector:
 
     def __init__(self, conf, engine, fencer, rmap=None, ledger=None):
         register_opts(conf)
+        direct.register_opts(conf)
         self._opts = conf[GROUP]
+        self._delivery_wait = conf[direct.GROUP].delivery_wait
         self.engine = engine
         self.fencer = fencer
         self.map = rmap if rmap is not None else resource_map.ResourceMap()
@@ -123,6 +133,10 @@ class Inspector:
         self._loader = None
         self.maintenance = maintenance.MaintenanceTracker(
             conf, engine, self.map, fencer)
+
+    @property
+    def delivery_wait(self):
+        return self._delivery_wait
 
     # -- resource map ------------------------------------------------------
     def start(self):
@@ -267,7 +281,8 @@ class Inspector:
                 'cause': fault.cause,
                 'monitor_event_id': fault.monitor_event_id,
                 'source': 'doctor-ext',
-            }))
+            }, message_id=str(uuid.uuid5(FAULT_EVENT_NAMESPACE, '%s/%s' % (
+                fault.event.message_id, inst.instance_id)))))
         return out
 
     def _notify(self, fault):
@@ -275,8 +290,9 @@ class Inspector:
         self.ledger.record([i.instance_id for i in fault.instances], 'error')
         fault.times['events'] = time.time()
         try:
+            extra = {'at_least_once': True} if self._delivery_wait else {}
             fault.firings = self.engine.evaluate(
-                events, received=fault.times['detected'])
+                events, received=fault.times['detected'], **extra)
         except Exception:
             LOG.exception('Evaluating the faults of host %s failed',
                           fault.host)
@@ -355,6 +371,10 @@ class InspectorHook(publisher.ConfigPublisherBase):
             fault = self.inspector.handle(parsed, received)
             if fault is not None:
                 faults.append(fault)
+        # With [doctor_publisher] delivery_wait, the report is acked once
+        # the owners were notified (at-least-once across an agent crash).
+        direct.wait_delivered([f for fault in faults for f in fault.firings],
+                              self.inspector.delivery_wait)
         return faults
 
 

@@ -35,12 +35,17 @@ LOG = log.getLogger(__name__)
 GROUP = 'doctor_publisher'
 OPTS = [
     cfg.FloatOpt('delivery_wait', default=0.0, min=0,
-                 help='Seconds publish_events waits for the consumers to '
-                      'acknowledge before the notification is acked. 0 '
-                      'acks as soon as the notifications are queued '
-                      '(lowest latency); a positive value trades agent '
-                      'threads for at-least-once delivery across an agent '
-                      'crash.'),
+                 help='Seconds the doctor:// and doctor-inspector:// '
+                      'publishers wait for the consumers to acknowledge '
+                      'before the notification is acked. 0 acks as soon as '
+                      'the notifications are queued (lowest latency; a '
+                      'notification queued when the agent is killed is '
+                      'lost). A positive value gives at-least-once delivery '
+                      'across an agent crash: the unacked notification is '
+                      'redelivered and the alarms its events had moved to '
+                      'alarm notify again (a consumer may get a notification '
+                      'twice); it holds one agent thread per notification '
+                      'until its POSTs are done or the wait is over.'),
     cfg.BoolOpt('drop_nova_duplicates', default=True,
                 help="Drop Nova's own compute.instance.update for an "
                      'instance state the inspector already reported.'),
@@ -49,6 +54,31 @@ OPTS = [
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
+
+
+def wait_delivered(firings, wait):
+    """Wait up to ``wait`` seconds for the POSTs of ``firings`` to end.
+
+    And for their history rows, while the Aodh database takes writes (they
+    are in memory until written).
+    """
+    if not wait or not firings:
+        return
+    deadline = time.monotonic() + wait
+    pending = []
+    for firing in firings:
+        futures = list(firing.deliveries)
+        if getattr(firing, 'recorded', None) is not None:
+            futures.append(firing.recorded)
+        for future in futures:
+            try:
+                future.result(max(0, deadline - time.monotonic()))
+            except Exception:
+                pending.append(firing.alarm.alarm_id)
+    if pending:
+        LOG.warning('Delivery for %d alarm(s) still pending after %.1f s, '
+                    'acknowledging the notification anyway: %s',
+                    len(pending), wait, ', '.join(sorted(set(pending))[:10]))
 
 
 class DirectPublisher(publisher.ConfigPublisherBase):
@@ -92,18 +122,10 @@ class DirectPublisher(publisher.ConfigPublisherBase):
             parsed = [e for e in parsed if not self._duplicate(e)]
         if not parsed:
             return []
-        firings = self._engine.evaluate(parsed, received=received)
         wait = self._opts.delivery_wait
-        if wait and firings:
-            deadline = time.monotonic() + wait
-            for firing in firings:
-                for future in firing.deliveries:
-                    try:
-                        future.result(max(0, deadline - time.monotonic()))
-                    except Exception:
-                        LOG.warning('Delivery for alarm %s still pending '
-                                    'after %.1f s', firing.alarm.alarm_id,
-                                    wait)
+        extra = {'at_least_once': True} if wait else {}
+        firings = self._engine.evaluate(parsed, received=received, **extra)
+        wait_delivered(firings, wait)
         return firings
 
     @staticmethod
