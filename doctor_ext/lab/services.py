@@ -406,6 +406,9 @@ class Stack:
                                  'timeline_log': 'True'},
             'doctor_nova': self.nova_credentials,
             'doctor_inspector': {'timeline_log': 'True'},
+            # Maintenance state files stay in the lab's work directory.
+            'doctor_maintenance': {'state_dir': os.path.join(
+                self.workdir, 'maintenance-%s' % name)},
         }
 
     def start_agent(self, wait=True):

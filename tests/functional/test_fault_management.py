@@ -150,11 +150,15 @@ class TestRepeatedReports(base.FunctionalTest):
             'the agent to ignore the 2 repeated reports')
         base.poll(lambda: all(self.nova.server(vm)['status'] == 'ERROR'
                               for vm in vms), 10, 'VMs in error')
+        # Nova's call log is written as each call is answered: poll it.
+
+        def resets():
+            return [c for c in self.nova.calls if c.path.endswith('/action')]
+        base.poll(lambda: len(resets()) >= len(vms), 10, 'the reset calls')
+        self.assertEqual(len(vms), len(resets()))
         force_downs = [c for c in self.nova.calls
                        if c.method == 'PUT' and 'os-services' in c.path]
         self.assertEqual(1, len(force_downs))
-        resets = [c for c in self.nova.calls if c.path.endswith('/action')]
-        self.assertEqual(len(vms), len(resets))
         self.assertEqual(len(vms), len(self.received()))
         # Nova's own updates for the resets did not notify anyone again.
         self.nova.flush_notifications()
@@ -185,9 +189,11 @@ class TestNovaMisbehaves(base.FunctionalTest):
         sent = time.time()
         self.reporter.report('compute-1')
         self.wait_notified(len(vms))
-        self.assertTrue(self.nova.held)
         last = max(r.time for r in self.received())
         self.assertLess(last - sent, base.REQUIREMENT)
+        # Fencing starts once the owners are told; Nova holds its call.
+        self.assertTrue(self.nova.wait_held(1, timeout=10))
+        self.assertFalse(self.nova.service('compute-1')['forced_down'])
         self.nova.release()
         base.poll(lambda: self.nova.service('compute-1')['forced_down'], 30,
                   'compute-1 forced down once Nova answers')
