@@ -222,7 +222,7 @@ class Inspector:
         fault.times['detected'] = received
         fault.instances = self.map.on_host(host)
         if not fault.instances and not self.map.loaded.is_set():
-            fault.instances = self._ask_nova(host)
+            fault.instances = resource_map.ask_nova(self.fencer, host)
         fault.times['found'] = time.time()
         LOG.info('Host %s down (%s): %d instance(s) of %d project(s)',
                  host, fault.cause, len(fault.instances),
@@ -248,16 +248,6 @@ class Inspector:
                     del self._faults[host]
             raise
         return fault
-
-    def _ask_nova(self, host):
-        try:
-            return [resource_map.Instance(s.id, s.project_id, s.user_id,
-                                          s.host, s.status)
-                    for s in self.fencer.servers_on_host(host)]
-        except Exception as e:
-            LOG.error('Instance map not loaded and Nova cannot list the '
-                      'instances of %s: %s', host, e)
-            return []
 
     def _should_fence(self, event):
         if not self._opts.fence:

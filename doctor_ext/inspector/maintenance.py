@@ -436,14 +436,7 @@ class MaintenanceTracker:
     def _ask_nova(self, host):
         if self.fencer is None:
             return []
-        try:
-            return [resource_map.Instance(s.id, s.project_id, s.user_id,
-                                          s.host, s.status)
-                    for s in self.fencer.servers_on_host(host)]
-        except Exception as e:
-            LOG.error('Instance map not loaded and Nova cannot list the '
-                      'instances of %s: %s', host, e)
-            return []
+        return resource_map.ask_nova(self.fencer, host)
 
     def _deadline(self, rec, project):
         seconds = self._opts.project_migrate_after.get(project)

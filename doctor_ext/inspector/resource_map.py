@@ -31,6 +31,20 @@ class Instance:
             self.instance_id, self.project_id, self.host)
 
 
+def ask_nova(fencer, host):
+    """The instances Nova lists on ``host``, for a map not loaded yet.
+
+    Returns [] (and logs why) if Nova cannot tell.
+    """
+    try:
+        return [Instance(s.id, s.project_id, s.user_id, s.host, s.status)
+                for s in fencer.servers_on_host(host)]
+    except Exception as e:
+        LOG.error('Instance map not loaded and Nova cannot list the '
+                  'instances of %s: %s', host, e)
+        return []
+
+
 class ResourceMap:
     def __init__(self):
         self._lock = threading.Lock()
