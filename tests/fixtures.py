@@ -1,6 +1,8 @@
 """Fixtures shared by the unit and functional tests."""
 
+import concurrent.futures
 import os
+import threading
 import uuid
 
 import fixtures
@@ -80,3 +82,21 @@ class AodhDatabase(fixtures.Fixture):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(
                 sa.select(table).where(table.c.alarm_id == alarm_id))]
+
+
+class RecordingNotifier:
+    """Stands in for the HTTP notifier: records what would be POSTed."""
+
+    def __init__(self):
+        self.sent = []
+        self.lock = threading.Lock()
+
+    def submit(self, notification):
+        with self.lock:
+            self.sent.append(notification)
+        future = concurrent.futures.Future()
+        future.set_result(True)
+        return future
+
+    def stop(self):
+        pass

@@ -8,7 +8,6 @@ ids derived from the report; the ``doctor_typed`` trait plugin keeps a
 notification with bad typed values instead of failing it.
 """
 
-import concurrent.futures
 import os
 import threading
 import uuid
@@ -33,22 +32,6 @@ from doctor_ext.inspector import resource_map
 from doctor_ext.lab import services
 from tests.faults import fuzz
 from tests import fixtures as doctor_fixtures
-
-
-class _Notifier:
-    def __init__(self):
-        self.sent = []
-        self.lock = threading.Lock()
-
-    def submit(self, notification):
-        with self.lock:
-            self.sent.append(notification)
-        future = concurrent.futures.Future()
-        future.set_result(True)
-        return future
-
-    def stop(self):
-        pass
 
 
 def doctor_query(vm):
@@ -79,7 +62,8 @@ class EngineTest(base.BaseTestCase):
         store = store or store_mod.AodhStore(self.conf)
         self.addCleanup(store.dispose)
         sync = sync_mod.AlarmSync(self.conf, index, store)
-        engine = engine_mod.Engine(self.conf, index, store, _Notifier(),
+        engine = engine_mod.Engine(self.conf, index, store,
+                                   doctor_fixtures.RecordingNotifier(),
                                    sync=sync)
         self.addCleanup(engine.recorder.stop)
         sync.load_all()

@@ -20,6 +20,7 @@ from doctor_ext.evaluator import index as index_mod
 from doctor_ext.evaluator import rules
 from doctor_ext.monitor import report
 from tests.faults import base
+from tests import fixtures as doctor_fixtures
 
 SECRET = 'relay-secret-%d' % time.time_ns()
 
@@ -107,14 +108,6 @@ class _Store:
         pass
 
 
-class _Notifier:
-    def submit(self, notification):
-        import concurrent.futures
-        future = concurrent.futures.Future()
-        future.set_result(True)
-        return future
-
-
 class _Relayed:
     def __init__(self):
         self.payloads = []
@@ -168,7 +161,8 @@ class TestRelaySigned(base.FaultTest):
             'alarm_id': 'a', 'type': 'event', 'project_id': 'project-a',
             'repeat_actions': True, 'alarm_actions': [],
             'rule': {'event_type': 'compute.instance.update'}}))
-        engine = engine_mod.Engine(conf, index, _Store(), _Notifier())
+        engine = engine_mod.Engine(conf, index, _Store(),
+                                   doctor_fixtures.RecordingNotifier())
         self.addCleanup(engine.recorder.stop)
         for event in events:
             self.assertTrue(pub_utils.verify_signature(event, SECRET))

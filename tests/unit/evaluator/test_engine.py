@@ -1,6 +1,5 @@
 """The evaluator against a real Aodh schema on PostgreSQL and MariaDB."""
 
-import concurrent.futures
 import threading
 
 from oslo_config import cfg
@@ -15,24 +14,6 @@ from doctor_ext.evaluator import sync as sync_mod
 from tests import fixtures as doctor_fixtures
 
 load_tests = testscenarios.load_tests_apply_scenarios
-
-
-class RecordingNotifier:
-    """Stands in for the HTTP notifier: records what would be POSTed."""
-
-    def __init__(self):
-        self.sent = []
-        self.lock = threading.Lock()
-
-    def submit(self, notification):
-        with self.lock:
-            self.sent.append(notification)
-        f = concurrent.futures.Future()
-        f.set_result(True)
-        return f
-
-    def stop(self):
-        pass
 
 
 def doctor_query(vm):
@@ -66,7 +47,8 @@ class EngineTest(base.BaseTestCase):
         self.addCleanup(store.dispose)
         sync = sync_mod.AlarmSync(self.conf, index, store)
         engine = engine_mod.Engine(self.conf, index, store,
-                                   RecordingNotifier(), sync=sync)
+                                   doctor_fixtures.RecordingNotifier(),
+                                   sync=sync)
         self.addCleanup(engine.recorder.stop)
         return engine
 
@@ -191,7 +173,8 @@ class NotReadyTest(base.BaseTestCase):
         index = index_mod.AlarmIndex()
         store = store_mod.AodhStore(conf)
         sync = sync_mod.AlarmSync(conf, index, store)
-        engine = engine_mod.Engine(conf, index, store, RecordingNotifier(),
+        engine = engine_mod.Engine(conf, index, store,
+                                   doctor_fixtures.RecordingNotifier(),
                                    sync=sync)
         conf.set_override('startup_wait', 0.01, group='doctor_evaluator')
         self.assertRaises(engine_mod.NotReady, engine.evaluate,
