@@ -127,6 +127,16 @@ class FunctionalTest(base.BaseTestCase):
         with open(agent.log_file, errors='replace') as f:
             return f.read()
 
+    def wait_for_log(self, text, timeout=10, agent=None):
+        """The agent's log, once it holds ``text``.
+
+        The agent logs a step after doing it, so a consumer may hear
+        before the line is written: poll for it.
+        """
+        return poll(lambda: text in self.agent_log(agent) and
+                    self.agent_log(agent), timeout,
+                    'the agent to log %r' % text)
+
     def alarm(self, project, alarm_id):
         return self.stack.aodh('GET', '/v2/alarms/%s' % alarm_id, project)
 

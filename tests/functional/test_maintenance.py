@@ -188,8 +188,8 @@ class TestMaintenanceByServiceDisable(MaintenanceTest):
         notified = {base.instance_of(r) for r in self.received()}
         self.assertFalse(notified & set(bystanders))
         self.assertEqual(0, self.admin_consumer.count())
-        self.assertIn('doctor-timeline maintenance=entered host=%s' % HOST,
-                      self.agent_log())
+        self.wait_for_log('doctor-timeline maintenance=entered host=%s'
+                          % HOST)
 
         # The owners act on what they were told, through Nova's API:
         # project-a deletes its VMs with its own token; b's VNF manager
@@ -250,8 +250,7 @@ class TestMaintenanceByServiceDisable(MaintenanceTest):
         self.assertEqual(0, traits_of(back[0])['remaining'])
         base.poll(lambda: self.state() is None, 10,
                   'the state file to be removed')
-        self.assertIn('maintenance ended (nova-compute service enabled)',
-                      self.agent_log())
+        self.wait_for_log('maintenance ended (nova-compute service enabled)')
         # Nobody was told twice: 9 warnings, 1 empty, 1 complete.
         self.assertEqual(len(vms), sum(len(self.maintenance_notices(p))
                                        for p in self.PROJECTS))
@@ -298,10 +297,9 @@ class TestMaintenanceDeadline(MaintenanceTest):
                                 disabled + 2.0)
         (empty,) = self.admin_consumer.received
         self.assertGreater(empty.time, max(c.time for c in migrations))
-        log = self.agent_log()
+        log = self.wait_for_log('doctor-timeline maintenance=migrate')
         self.assertIn('maintenance deadline passed; asking Nova to '
                       'live-migrate the %d instance(s)' % len(left), log)
-        self.assertIn('doctor-timeline maintenance=migrate', log)
         self.assertEqual([], self.nova.servers_on(HOST))
 
 
@@ -361,5 +359,4 @@ class TestMaintenanceNotification(MaintenanceTest):
         base.poll(lambda: self.state() is None, 10,
                   'the state file to be removed')
         self.assertEqual([], maintenance.read_states(self.state_dir))
-        self.assertIn('maintenance ended (maintenance.host.end)',
-                      self.agent_log())
+        self.wait_for_log('maintenance ended (maintenance.host.end)')
