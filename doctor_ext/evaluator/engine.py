@@ -6,7 +6,9 @@ inspector hook (see :func:`get_engine`). For a batch of events it
 1. looks up the candidate alarms in the index (:mod:`.index`) and keeps the
    ones whose conditions hold (:mod:`.rules`);
 2. claims the transitions of non-repeating alarms in Aodh's database in one
-   transaction (:mod:`.store`), so each fires once across agents;
+   transaction (:mod:`.store`), so each fires once across agents; events
+   evaluated at the same time in other threads share that transaction
+   (:mod:`.claims`);
 3. hands one notification per alarm action to the notifier
    (:mod:`doctor_ext.notifier.http`), which delivers in the background;
 4. queues history rows for Aodh (:mod:`.recorder`), off the hot path.
@@ -38,6 +40,7 @@ from oslo_config import cfg
 from oslo_log import log
 from oslo_utils import timeutils
 
+from doctor_ext.evaluator import claims as claims_mod
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import index as index_mod
 from doctor_ext.evaluator import recorder as recorder_mod
@@ -118,6 +121,7 @@ class Engine:
         self.notifier = notifier
         self.recorder = recorder or recorder_mod.Recorder(store)
         self.sync = sync
+        self.claims = claims_mod.ClaimGroup()
         self._state_lock = threading.Lock()
         self._fired = {}
         # The recorder's write count when a claim failed: until it writes
@@ -206,11 +210,8 @@ class Engine:
             deferred = True
         else:
             try:
-                if refire:
-                    won = self.store.claim(list(reasons.items()),
-                                           refire=refire)
-                else:
-                    won = self.store.claim(list(reasons.items()))
+                won = self.claims.claim(self.store.claim,
+                                        list(reasons.items()), refire)
             except store_mod.StoreUnavailable as e:
                 LOG.warning('Aodh database unavailable, firing %d alarm(s) '
                             'on local state; their state is written when it '

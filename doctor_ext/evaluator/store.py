@@ -8,7 +8,9 @@ The claim is what makes a non-repeating alarm fire exactly once with several
 agents: a transition to ``alarm`` is taken inside one transaction that locks
 the alarm rows still not in ``alarm`` (``SELECT ... FOR UPDATE``) and moves
 them; only the agent that moved a row notifies. Claims for many alarms (a
-host failure) are one transaction, not one per alarm.
+host failure) are one transaction, not one per alarm, and lock the rows in
+alarm id order, so that two agents claiming overlapping sets wait for each
+other instead of deadlocking.
 
 The engine connects lazily; nothing here blocks service start.
 """
@@ -156,7 +158,8 @@ class AodhStore:
             rows = conn.execute(
                 sa.select(_ALARMS.c.alarm_id, _ALARMS.c.state,
                           _ALARMS.c.state_reason).where(
-                    _ALARMS.c.alarm_id.in_(ids), free).with_for_update()
+                    _ALARMS.c.alarm_id.in_(ids), free).order_by(
+                    _ALARMS.c.alarm_id).with_for_update()
             ).all()
             won = {r.alarm_id for r in rows if r.state != ALARM}
             again = {r.alarm_id for r in rows if r.state == ALARM and

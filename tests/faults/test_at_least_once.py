@@ -10,6 +10,7 @@ notification with bad typed values instead of failing it.
 
 import os
 import threading
+import time
 import uuid
 
 from ceilometer.event import converter
@@ -130,8 +131,8 @@ class TestConcurrentEvents(EngineTest):
         alarm = self.db.add_alarm(query=doctor_query('vm-1'))
         real = store_mod.AodhStore(self.conf)
         self.addCleanup(real.dispose)
-        loser_done = threading.Event()
         calls = []
+        engine = None
 
         class Store:
             def __getattr__(self, name):
@@ -141,8 +142,12 @@ class TestConcurrentEvents(EngineTest):
                 won = real.claim(transitions, refire)
                 calls.append(won)
                 if won:
-                    # The winner is slow: the loser finishes first.
-                    loser_done.wait(10)
+                    # The winner is slow: the loser's event arrives while
+                    # its claim is in flight.
+                    deadline = time.monotonic() + 10
+                    while (not engine.claims.queued and
+                           time.monotonic() < deadline):
+                        time.sleep(0.001)
                 return won
 
         engine = self.engine(Store())
@@ -159,11 +164,11 @@ class TestConcurrentEvents(EngineTest):
             'loser', vm_event('vm-1', message_id='e2')))
         loser.start()
         loser.join(10)
-        loser_done.set()
         winner.join(10)
         self.assertEqual([], results['loser'])
         self.assertEqual([alarm], [f.alarm.alarm_id
                                    for f in results['winner']])
+        self.assertEqual([{alarm}, set()], calls)
 
 
 class TestBreaker(EngineTest):
