@@ -2,7 +2,11 @@
 
 History rows, and the state of alarms that fired while the database was
 unreachable, are queued here and written in batches by one background
-thread, retried with capped backoff until the database takes them. A state
+thread, retried with capped backoff until the database takes them. While
+writes follow each other closely (a burst of faults), the thread starts one
+at most every ``linger`` seconds unless a full batch is queued, so that a
+burst costs a few large transactions instead of many small ones; a write
+after a quiet spell starts at once. A state
 write deferred by an outage is a claim like any other: if another agent
 moved the alarm first, this one records nothing more.
 
@@ -15,6 +19,7 @@ delivery_wait``) can wait for it while the database answers.
 import collections
 import concurrent.futures
 import threading
+import time
 
 from oslo_log import log
 
@@ -24,9 +29,12 @@ LOG = log.getLogger(__name__)
 
 
 class Recorder:
-    def __init__(self, store, batch=500, backoff=0.2, backoff_max=5.0):
+    def __init__(self, store, batch=500, backoff=0.2, backoff_max=5.0,
+                 linger=0.05):
         self._store = store
         self._batch = batch
+        self._linger = linger
+        self._last = 0.0
         self._backoff = backoff
         self._backoff_max = backoff_max
         self._history = collections.deque()
@@ -97,6 +105,12 @@ class Recorder:
                     self._cond.wait()
                 if self._stopped:
                     return
+                # Writes back to back: let the next batch fill up a little.
+                until = self._last + self._linger
+                while (not self._stopped and self.pending < self._batch and
+                       time.monotonic() < until):
+                    self._cond.wait(until - time.monotonic())
+                self._last = time.monotonic()
                 claims = self._take(self._claims, self._batch)
                 states = self._take(self._states, self._batch)
                 history = self._take(self._history, self._batch)
