@@ -123,15 +123,24 @@ class Broker:
 
     def consumers(self, queue):
         """Consumers on ``queue`` (None if it does not exist yet)."""
+        declared = self._declare(queue)
+        return declared[2] if declared else None
+
+    def ready(self, queue):
+        """Messages waiting on ``queue`` (None if it does not exist yet)."""
+        declared = self._declare(queue)
+        return declared[1] if declared else None
+
+    def _declare(self, queue):
+        """(name, messages ready, consumers) of ``queue``, or None."""
         import kombu
         url = self.url.replace('rabbit://', 'amqp://', 1)
         try:
             with kombu.Connection(url, connect_timeout=2) as conn:
                 ch = conn.channel()
                 try:
-                    _, _, consumers = ch.queue_declare(queue=queue,
-                                                       passive=True)
-                    return consumers
+                    return tuple(ch.queue_declare(queue=queue,
+                                                  passive=True))
                 finally:
                     try:
                         ch.close()
