@@ -70,11 +70,14 @@ class AodhDatabase(fixtures.Fixture):
         return alarm_id
 
     def state(self, alarm_id):
+        return self.row(alarm_id)['state']
+
+    def row(self, alarm_id):
         from aodh.storage.sqlalchemy import models
         table = models.Alarm.__table__
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(table.c.state).where(
-                table.c.alarm_id == alarm_id)).scalar()
+            return dict(conn.execute(sa.select(table).where(
+                table.c.alarm_id == alarm_id)).one()._mapping)
 
     def history(self, alarm_id):
         from aodh.storage.sqlalchemy import models

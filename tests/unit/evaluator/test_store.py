@@ -1,0 +1,76 @@
+"""Claims in Aodh's database, on PostgreSQL and MariaDB."""
+
+import threading
+
+from oslo_config import cfg
+from oslotest import base
+import testscenarios
+
+from doctor_ext.evaluator import store as store_mod
+from tests import fixtures as doctor_fixtures
+
+load_tests = testscenarios.load_tests_apply_scenarios
+
+
+class TestClaim(base.BaseTestCase):
+    scenarios = [('postgresql', {'backend': 'postgresql'}),
+                 ('mysql', {'backend': 'mysql'})]
+
+    def setUp(self):
+        super().setUp()
+        self.db = self.useFixture(doctor_fixtures.AodhDatabase(
+            self.backend))
+
+    def store(self):
+        conf = cfg.ConfigOpts()
+        conf([], project='doctor-test')
+        store = store_mod.AodhStore(conf)
+        conf.set_override('aodh_connection', self.db.url,
+                          group='doctor_evaluator')
+        self.addCleanup(store.dispose)
+        return store
+
+    def test_moves_free_rows_with_their_reasons(self):
+        free = [self.db.add_alarm() for _ in range(3)]
+        taken = self.db.add_alarm(state='alarm')
+        store = self.store()
+        reasons = {a: 'reason "%s" {x}' % a for a in free + [taken]}
+        self.assertEqual(set(free), store.claim(list(reasons.items())))
+        for a in free:
+            self.assertEqual('alarm', self.db.state(a))
+            self.assertEqual(reasons[a], self.db.row(a)['state_reason'])
+        self.assertEqual('', self.db.row(taken)['state_reason'])
+        # Claimed once: a second claim moves nothing.
+        self.assertEqual(set(), store.claim(list(reasons.items())))
+
+    def test_overlapping_claims_of_two_agents_split_the_rows(self):
+        """Each row is won once; neither agent deadlocks nor fails."""
+        alarms = sorted(self.db.add_alarm() for _ in range(200))
+        stores = [self.store(), self.store()]
+        won, errors = [set(), set()], []
+        start = threading.Barrier(2)
+
+        def agent(n):
+            # Opposite orders, overlapping sets, in several claims each.
+            mine = alarms if n == 0 else list(reversed(alarms))
+            start.wait(10)
+            try:
+                for i in range(0, len(mine), 50):
+                    chunk = mine[i:i + 80]
+                    won[n] |= stores[n].claim([(a, 'agent %d' % n)
+                                               for a in chunk])
+            except Exception as e:
+                errors.append(e)
+        threads = [threading.Thread(target=agent, args=(n,))
+                   for n in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual([], errors)
+        self.assertEqual(set(), won[0] & won[1])
+        self.assertEqual(set(alarms), won[0] | won[1])
+        for n in (0, 1):
+            for a in sorted(won[n])[:10]:
+                self.assertEqual('agent %d' % n,
+                                 self.db.row(a)['state_reason'])
