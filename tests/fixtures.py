@@ -12,6 +12,21 @@ POSTGRES_URL = os.environ.get('DOCTOR_TEST_POSTGRES',
                               'postgresql://postgres@127.0.0.1/postgres')
 MYSQL_URL = os.environ.get('DOCTOR_TEST_MYSQL',
                            'mysql+pymysql://root@127.0.0.1/')
+# testscenarios scenarios: a test class runs on both database servers.
+BACKENDS = [('postgresql', {'backend': 'postgresql'}),
+            ('mysql', {'backend': 'mysql'})]
+
+
+def store_conf(url):
+    """A configuration whose evaluator store points at ``url``."""
+    from oslo_config import cfg
+
+    from doctor_ext.evaluator import store as store_mod
+    conf = cfg.ConfigOpts()
+    conf([], project='doctor-test')
+    store_mod.register_opts(conf)
+    conf.set_override('aodh_connection', url, group='doctor_evaluator')
+    return conf
 
 
 class AodhDatabase(fixtures.Fixture):

@@ -27,18 +27,13 @@ def vm_event(vm, project='p1'):
 
 
 class EngineTest(base.BaseTestCase):
-    scenarios = [('postgresql', {'backend': 'postgresql'}),
-                 ('mysql', {'backend': 'mysql'})]
+    scenarios = doctor_fixtures.BACKENDS
 
     def setUp(self):
         super().setUp()
         self.db = self.useFixture(doctor_fixtures.AodhDatabase(
             self.backend))
-        self.conf = cfg.ConfigOpts()
-        self.conf([], project='doctor-test')
-        store_mod.register_opts(self.conf)
-        self.conf.set_override('aodh_connection', self.db.url,
-                               group='doctor_evaluator')
+        self.conf = doctor_fixtures.store_conf(self.db.url)
         self.engine = self.make_engine()
 
     def make_engine(self):

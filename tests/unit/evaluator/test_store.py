@@ -2,7 +2,6 @@
 
 import threading
 
-from oslo_config import cfg
 from oslotest import base
 import testscenarios
 
@@ -13,8 +12,7 @@ load_tests = testscenarios.load_tests_apply_scenarios
 
 
 class TestClaim(base.BaseTestCase):
-    scenarios = [('postgresql', {'backend': 'postgresql'}),
-                 ('mysql', {'backend': 'mysql'})]
+    scenarios = doctor_fixtures.BACKENDS
 
     def setUp(self):
         super().setUp()
@@ -22,11 +20,7 @@ class TestClaim(base.BaseTestCase):
             self.backend))
 
     def store(self):
-        conf = cfg.ConfigOpts()
-        conf([], project='doctor-test')
-        store = store_mod.AodhStore(conf)
-        conf.set_override('aodh_connection', self.db.url,
-                          group='doctor_evaluator')
+        store = store_mod.AodhStore(doctor_fixtures.store_conf(self.db.url))
         self.addCleanup(store.dispose)
         return store
 
