@@ -5,12 +5,14 @@ inspector hook (see :func:`get_engine`). For a batch of events it
 
 1. looks up the candidate alarms in the index (:mod:`.index`) and keeps the
    ones whose conditions hold (:mod:`.rules`);
-2. claims the transitions of non-repeating alarms in Aodh's database in one
-   transaction (:mod:`.store`), so each fires once across agents; events
-   evaluated at the same time in other threads share that transaction
-   (:mod:`.claims`);
+2. claims the transitions of non-repeating alarms in Aodh's database, one
+   transaction per ``CLAIM_CHUNK`` alarms (:mod:`.store`), so each fires
+   once across agents; events evaluated at the same time in other threads
+   share that transaction (:mod:`.claims`);
 3. hands one notification per alarm action to the notifier
-   (:mod:`doctor_ext.notifier.http`), which delivers in the background;
+   (:mod:`doctor_ext.notifier.http`), which delivers in the background,
+   chunk by chunk: the first owners of a large host are being notified
+   while the rest is claimed;
 4. queues history rows for Aodh (:mod:`.recorder`), off the hot path.
 
 If the database is unreachable, evaluation goes on from the index: a
@@ -57,6 +59,9 @@ HISTORY_NAMESPACE = uuid.UUID('5c0f9a1e-6f3b-4d0e-9d8a-2b7c1e4f6a90')
 # (alarm_id, message_id) of the firings this process made, most recent
 # last; a redelivered event does not fire them again here.
 FIRED_MEMORY = 16384
+# Non-repeating alarms claimed (and then notified) per transaction when one
+# evaluation fires many (a host failure).
+CLAIM_CHUNK = 100
 
 GROUP = 'doctor_evaluator'
 OPTS = [
@@ -166,9 +171,30 @@ class Engine:
                     once[alarm.alarm_id] = (alarm, event, alarm.state)
                     refire.add(alarm.alarm_id)
         evaluated = time.time()
-        firings = self._claim(once, refire if at_least_once else ())
+        firings = []
+        refire = refire if at_least_once else set()
+        # A large host is claimed in chunks, each notified as soon as it is
+        # claimed: the first owners hear while the rest is being claimed.
+        pending = list(once.items())
+        for start in range(0, len(pending), CLAIM_CHUNK):
+            chunk = dict(pending[start:start + CLAIM_CHUNK])
+            firings.extend(self._fire(self._claim(
+                chunk, refire.intersection(chunk))))
         if repeat:
-            firings.extend(self._repeat(repeat))
+            firings.extend(self._fire(self._repeat(repeat)))
+        for firing in firings:
+            firing.times.update(received=received, parsed=parsed,
+                                evaluated=evaluated)
+        if self._conf.timeline_log:
+            for firing in firings:
+                LOG.info('doctor-timeline alarm=%s event=%s received=%.6f '
+                         'parsed=%.6f evaluated=%.6f fired=%.6f',
+                         firing.alarm.alarm_id, firing.event.message_id,
+                         received, parsed, evaluated, firing.times['fired'])
+        return firings
+
+    def _fire(self, firings):
+        """Queue the notifications and the history rows of ``firings``."""
         now = timeutils.utcnow()
         # Build every notification first, then queue them all: delivery
         # threads started by the first ones would slow the building of the
@@ -184,14 +210,7 @@ class Engine:
             self._record(firing, now)
         fired = time.time()
         for firing in firings:
-            firing.times.update(received=received, parsed=parsed,
-                                evaluated=evaluated, fired=fired)
-        if self._conf.timeline_log:
-            for firing in firings:
-                LOG.info('doctor-timeline alarm=%s event=%s received=%.6f '
-                         'parsed=%.6f evaluated=%.6f fired=%.6f',
-                         firing.alarm.alarm_id, firing.event.message_id,
-                         received, parsed, evaluated, fired)
+            firing.times['fired'] = fired
         return firings
 
     def _claim(self, once, refire=()):

@@ -2,6 +2,7 @@
 
 import threading
 
+import fixtures
 from oslo_config import cfg
 from oslotest import base
 import testscenarios
@@ -90,6 +91,40 @@ class EngineTest(base.BaseTestCase):
         self.assertTrue(self.engine.recorder.wait_idle(10))
         self.assertEqual(3, len(self.db.history(a)))
         self.assertEqual('alarm', self.db.state(a))
+
+    def test_a_large_host_is_notified_chunk_by_chunk(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'doctor_ext.evaluator.engine.CLAIM_CHUNK', 2))
+        ids = [self.db.add_alarm(query=doctor_query('vm-%d' % i))
+               for i in range(5)]
+        self.load()
+        steps = []
+        store, notifier = self.engine.store, self.engine.notifier
+
+        class Store:
+            def __getattr__(self, name):
+                return getattr(store, name)
+
+            def claim(self, transitions, refire=()):
+                steps.append(('claim', len(transitions)))
+                return store.claim(transitions, refire)
+
+        class Notifier:
+            def submit(self, notification):
+                steps.append(('notify', notification.alarm_id))
+                return notifier.submit(notification)
+
+        self.engine.store, self.engine.notifier = Store(), Notifier()
+        firings = self.engine.evaluate([vm_event('vm-%d' % i)
+                                        for i in range(5)])
+        self.assertEqual(sorted(ids), sorted(f.alarm.alarm_id
+                                             for f in firings))
+        # Each chunk's owners are notified before the next claim.
+        self.assertEqual(['claim', 'notify', 'notify', 'claim', 'notify',
+                          'notify', 'claim', 'notify'],
+                         [kind for kind, _ in steps])
+        self.assertEqual([2, 2, 1], [n for kind, n in steps
+                                     if kind == 'claim'])
 
     def test_exactly_once_across_two_agents(self):
         ids = [self.db.add_alarm(query=doctor_query('vm-%d' % i))
