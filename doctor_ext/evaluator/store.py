@@ -142,19 +142,34 @@ class AodhStore:
                 what, str(getattr(e, 'orig', None) or e.__class__.__name__
                           ).splitlines()[0][:200]))
 
-    def event_alarms(self):
-        """Every enabled alarm of type event, as dicts."""
-        def load(conn):
-            rows = conn.execute(sa.select(
-                _ALARMS.c.alarm_id, _ALARMS.c.project_id,
-                _ALARMS.c.user_id, _ALARMS.c.name, _ALARMS.c.severity,
-                _ALARMS.c.state, _ALARMS.c.state_reason, _ALARMS.c.rule,
-                _ALARMS.c.repeat_actions,
-                _ALARMS.c.alarm_actions, _ALARMS.c.type).where(
+    def event_alarms(self, page=1000):
+        """Every enabled alarm of type event, as dicts, ``page`` at a time.
+
+        A generator: each page is read in its own short transaction (by
+        alarm id, after the last one read), so that loading 100,000 alarms
+        holds one page of rows in memory, not all of them, and no
+        transaction stays open while the caller compiles.
+        """
+        columns = (_ALARMS.c.alarm_id, _ALARMS.c.project_id,
+                   _ALARMS.c.user_id, _ALARMS.c.name, _ALARMS.c.severity,
+                   _ALARMS.c.state, _ALARMS.c.state_reason, _ALARMS.c.rule,
+                   _ALARMS.c.repeat_actions, _ALARMS.c.alarm_actions,
+                   _ALARMS.c.type)
+        after = None
+        while True:
+            def load(conn, after=after):
+                query = sa.select(*columns).where(
                     _ALARMS.c.type == 'event',
-                    _ALARMS.c.enabled == sa.true()))
-            return [dict(r._mapping) for r in rows]
-        return self._run('loading event alarms', load)
+                    _ALARMS.c.enabled == sa.true())
+                if after is not None:
+                    query = query.where(_ALARMS.c.alarm_id > after)
+                return [dict(r._mapping) for r in conn.execute(
+                    query.order_by(_ALARMS.c.alarm_id).limit(page))]
+            rows = self._run('loading event alarms', load)
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1]['alarm_id']
 
     def alarm(self, alarm_id):
         """One alarm as a dict (with ``enabled``), or None if deleted."""

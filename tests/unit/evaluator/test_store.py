@@ -11,7 +11,7 @@ from tests import fixtures as doctor_fixtures
 load_tests = testscenarios.load_tests_apply_scenarios
 
 
-class TestClaim(base.BaseTestCase):
+class StoreTest(base.BaseTestCase):
     scenarios = doctor_fixtures.BACKENDS
 
     def setUp(self):
@@ -23,6 +23,9 @@ class TestClaim(base.BaseTestCase):
         store = store_mod.AodhStore(doctor_fixtures.store_conf(self.db.url))
         self.addCleanup(store.dispose)
         return store
+
+
+class TestClaim(StoreTest):
 
     def test_moves_free_rows_with_their_reasons(self):
         free = [self.db.add_alarm() for _ in range(3)]
@@ -68,3 +71,15 @@ class TestClaim(base.BaseTestCase):
             for a in sorted(won[n])[:10]:
                 self.assertEqual('agent %d' % n,
                                  self.db.row(a)['state_reason'])
+
+
+class TestLoad(StoreTest):
+
+    def test_event_alarms_page_by_page(self):
+        wanted = {self.db.add_alarm() for _ in range(5)}
+        self.db.add_alarm(enabled=False)
+        store = self.store()
+        got = list(store.event_alarms(page=2))
+        self.assertEqual(sorted(wanted), [r['alarm_id'] for r in got])
+        self.assertEqual(sorted(wanted), [r['alarm_id'] for r in
+                                          store.event_alarms(page=5)])
