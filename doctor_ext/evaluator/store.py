@@ -94,6 +94,14 @@ class StoreUnavailable(Exception):
     """The Aodh database cannot be reached; the message says why."""
 
 
+def _unavailable(what, error):
+    # The URL may carry a password: never log it, only the error class and
+    # the driver's short message.
+    return StoreUnavailable('%s failed: %s' % (
+        what, str(getattr(error, 'orig', None) or error.__class__.__name__
+                  ).splitlines()[0][:200]))
+
+
 class AodhStore:
     """Event alarms, state claims and history in Aodh's database."""
 
@@ -136,40 +144,28 @@ class AodhStore:
             with engine.begin() as conn:
                 return fn(conn)
         except sa.exc.SQLAlchemyError as e:
-            # The URL may carry a password: never log it, only the error
-            # class and the driver's short message.
-            raise StoreUnavailable('%s failed: %s' % (
-                what, str(getattr(e, 'orig', None) or e.__class__.__name__
-                          ).splitlines()[0][:200]))
+            raise _unavailable(what, e)
 
     def event_alarms(self, page=1000):
         """Every enabled alarm of type event, as dicts, ``page`` at a time.
 
-        A generator: each page is read in its own short transaction (by
-        alarm id, after the last one read), so that loading 100,000 alarms
-        holds one page of rows in memory, not all of them, and no
-        transaction stays open while the caller compiles.
+        A generator over one server-side cursor: loading 100,000 alarms
+        holds one page of rows in memory, not all of them.
         """
-        columns = (_ALARMS.c.alarm_id, _ALARMS.c.project_id,
-                   _ALARMS.c.user_id, _ALARMS.c.name, _ALARMS.c.severity,
-                   _ALARMS.c.state, _ALARMS.c.state_reason, _ALARMS.c.rule,
-                   _ALARMS.c.repeat_actions, _ALARMS.c.alarm_actions,
-                   _ALARMS.c.type)
-        after = None
-        while True:
-            def load(conn, after=after):
-                query = sa.select(*columns).where(
-                    _ALARMS.c.type == 'event',
-                    _ALARMS.c.enabled == sa.true())
-                if after is not None:
-                    query = query.where(_ALARMS.c.alarm_id > after)
-                return [dict(r._mapping) for r in conn.execute(
-                    query.order_by(_ALARMS.c.alarm_id).limit(page))]
-            rows = self._run('loading event alarms', load)
-            yield from rows
-            if len(rows) < page:
-                return
-            after = rows[-1]['alarm_id']
+        query = sa.select(
+            _ALARMS.c.alarm_id, _ALARMS.c.project_id, _ALARMS.c.user_id,
+            _ALARMS.c.name, _ALARMS.c.severity, _ALARMS.c.state,
+            _ALARMS.c.state_reason, _ALARMS.c.rule, _ALARMS.c.repeat_actions,
+            _ALARMS.c.alarm_actions, _ALARMS.c.type).where(
+                _ALARMS.c.type == 'event', _ALARMS.c.enabled == sa.true())
+        try:
+            with self._get_engine().connect() as conn:
+                result = conn.execution_options(yield_per=page).execute(
+                    query)
+                for rows in result.partitions():
+                    yield from (dict(r._mapping) for r in rows)
+        except sa.exc.SQLAlchemyError as e:
+            raise _unavailable('loading event alarms', e)
 
     def alarm(self, alarm_id):
         """One alarm as a dict (with ``enabled``), or None if deleted."""

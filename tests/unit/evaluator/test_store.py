@@ -80,6 +80,6 @@ class TestLoad(StoreTest):
         self.db.add_alarm(enabled=False)
         store = self.store()
         got = list(store.event_alarms(page=2))
-        self.assertEqual(sorted(wanted), [r['alarm_id'] for r in got])
-        self.assertEqual(sorted(wanted), [r['alarm_id'] for r in
-                                          store.event_alarms(page=5)])
+        self.assertEqual(sorted(wanted), sorted(r['alarm_id'] for r in got))
+        self.assertEqual(sorted(wanted), sorted(
+            r['alarm_id'] for r in store.event_alarms(page=5)))
