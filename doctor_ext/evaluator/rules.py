@@ -65,11 +65,16 @@ def convert(value, qtype):
     raise ValueError('unknown type %r' % qtype)
 
 
+_ITEM_KEYS = frozenset(('field', 'op', 'type', 'value'))
+_SHAPES = {}
+_SAME = object()
+
+
 class Condition:
     """One query item: ``field op value``."""
 
     __slots__ = ('field', 'trait', 'op', 'op_name', 'value', 'qtype',
-                 'source')
+                 'shape', 'raw')
 
     def __init__(self, item):
         if not isinstance(item, dict):
@@ -103,11 +108,27 @@ class Condition:
             raise InvalidAlarm('query on %s: value %r is not %s (%s)'
                                % (field, item['value'], qtype or 'string',
                                   e))
+        if isinstance(self.value, str) and len(self.value) <= 24:
+            # Shared by every alarm on the same short value ('error', a
+            # host); ids (one alarm each) would only grow the intern table.
+            self.value = sys.intern(self.value)
         self.field = sys.intern(field)
-        self.op_name = op_name
+        self.op_name = sys.intern(op_name)
         self.op = OPS[op_name]
-        self.qtype = qtype
-        self.source = item
+        self.qtype = sys.intern(qtype)
+        # The item as Aodh stored it (for the reason text) is rebuilt on
+        # demand from the fields above and a shape shared by every alarm
+        # written the same way, not kept: a decoded JSON dict per
+        # condition would double the memory of 100,000 alarms.
+        shape = (tuple(sorted(item)), item.get('op'), item.get('type'))
+        if set(shape[0]) <= _ITEM_KEYS and all(
+                v is None or isinstance(v, str) for v in shape[1:]):
+            self.shape = _SHAPES.setdefault(shape, shape)
+            raw = item['value']
+            same = type(raw) is type(self.value) and raw == self.value
+            self.raw = _SAME if same else raw
+        else:
+            self.shape, self.raw = None, dict(item)
 
     def holds(self, event):
         if self.trait is not None:
@@ -124,7 +145,12 @@ class Condition:
             return self.op_name == 'ne'
 
     def as_query(self):
-        return self.source
+        if self.shape is None:
+            return dict(self.raw)
+        keys, op, qtype = self.shape
+        item = {'field': self.field, 'op': op, 'type': qtype,
+                'value': self.value if self.raw is _SAME else self.raw}
+        return {k: item[k] for k in keys}
 
 
 class Alarm:
@@ -220,7 +246,9 @@ def compile_alarm(alarm):
     # none), as in Aodh; an alarm without a project (NULL) sees no event.
     compiled.project_id = (sys.intern(project_id)
                            if isinstance(project_id, str) else None)
-    compiled.user_id = _get(alarm, 'user_id')
+    user_id = _get(alarm, 'user_id')
+    compiled.user_id = (sys.intern(user_id) if isinstance(user_id, str)
+                        else user_id)
     compiled.name = _get(alarm, 'name') or alarm_id
     compiled.severity = sys.intern(_get(alarm, 'severity') or 'low')
     compiled.event_type = sys.intern(event_type)

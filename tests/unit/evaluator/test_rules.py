@@ -191,3 +191,36 @@ class TestInvalidAlarms(base.BaseTestCase):
         alarm = rules.compile_alarm(alarm_dict([
             {'field': 'traits.vcpus', 'value': '1', 'type': 'integer'}]))
         self.assertIsNone(alarm.index_key)
+
+
+class TestQueryAsStored(base.BaseTestCase):
+    """The reason text quotes the query as Aodh stored it."""
+
+    def test_items_come_back_unchanged(self):
+        query = [
+            {'field': 'traits.state', 'op': 'eq', 'type': 'string',
+             'value': 'error'},
+            {'field': 'traits.instance_id', 'value': 'vm-1'},
+            {'field': 'traits.count', 'op': 'ge', 'type': 'integer',
+             'value': '5'},
+            {'field': 'traits.up', 'op': 'eq', 'type': 'boolean',
+             'value': 'true'},
+            {'field': 'traits.x', 'op': 'ne', 'type': '', 'value': 'y',
+             'comment': 'kept as given'},
+        ]
+        alarm = rules.compile_alarm({
+            'alarm_id': 'a1', 'project_id': 'p1', 'type': 'event',
+            'rule': {'event_type': '*', 'query': [dict(q) for q in query]}})
+        self.assertEqual(query, alarm.query())
+        # Converted values are compared converted, quoted as stored.
+        self.assertEqual(5, alarm.conditions[2].value)
+
+    def test_alarms_written_alike_share_the_shape(self):
+        def alarm(vm):
+            return rules.compile_alarm({
+                'alarm_id': vm, 'project_id': 'p1', 'type': 'event',
+                'rule': {'query': [{'field': 'traits.instance_id',
+                                    'op': 'eq', 'type': 'string',
+                                    'value': vm}]}})
+        a, b = alarm('vm-1'), alarm('vm-2')
+        self.assertIs(a.conditions[0].shape, b.conditions[0].shape)
