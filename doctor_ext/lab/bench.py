@@ -70,6 +70,42 @@ def cpu_seconds(pid):
     return total
 
 
+def index_bytes_per_alarm(db_url):
+    """Python memory the evaluator keeps per alarm once loaded and indexed.
+
+    The agent's own loading path (store, compile, index), run here under
+    tracemalloc against the pipeline's database: what the index holds,
+    apart from the interpreter, Ceilometer and the allocator's slack that
+    the agent's RSS also counts.
+    """
+    import gc
+    import tracemalloc
+
+    from oslo_config import cfg
+
+    from doctor_ext.evaluator import index as index_mod
+    from doctor_ext.evaluator import store as store_mod
+    from doctor_ext.evaluator import sync as sync_mod
+    conf = cfg.ConfigOpts()
+    conf([], project='doctor-bench')
+    store = store_mod.AodhStore(conf)
+    conf.set_override('aodh_connection', db_url, group='doctor_evaluator')
+    try:
+        list(store.event_alarms(page=10))       # imports, pool, caches
+        gc.collect()
+        tracemalloc.start()
+        try:
+            index = index_mod.AlarmIndex()
+            index.replace_all(sync_mod.compile_all(store.event_alarms()))
+            gc.collect()
+            kept, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        return round(kept / max(1, len(index)), 1), len(index)
+    finally:
+        store.dispose()
+
+
 def rss_bytes(pid):
     """RSS of the worker (largest process of the tree)."""
     best = 0
@@ -448,6 +484,11 @@ class Bench:
                 if level > base_level:
                     row[name]['rss_bytes_per_alarm'] = round(
                         (rss - base_rss) / (level - base_level), 1)
+                if name == 'doctor_ext' and level == levels[-1]:
+                    per_alarm, count = index_bytes_per_alarm(
+                        side.stack.db.url)
+                    row[name].update(index_bytes_per_alarm=per_alarm,
+                                     index_alarms=count)
                 self.curves['alarms'].setdefault(name, []).append(
                     (level, row[name]['p50_ms']))
             self.add('alarm scale, %d alarms (p50 ms)' % level, row,
