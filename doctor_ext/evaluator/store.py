@@ -78,6 +78,29 @@ def _claim_pg(conn, reasons, now):
     return {r[0] for r in rows}
 
 
+# History rows in one PostgreSQL statement; a row already written (a retry,
+# a redelivered event) is skipped by its id.
+_PG_HISTORY = sa.text("""
+INSERT INTO alarm_history (event_id, alarm_id, on_behalf_of, project_id,
+    user_id, type, detail, timestamp, severity)
+SELECT r.event_id, r.alarm_id, r.on_behalf_of, NULL, NULL, r.type, r.detail,
+    CAST(r.ts AS timestamp), r.severity
+FROM json_to_recordset(CAST(:rows AS json)) AS r(
+    event_id text, alarm_id text, on_behalf_of text, type text,
+    detail text, ts text, severity text)
+ON CONFLICT (event_id) DO NOTHING
+""")
+
+
+def _record_pg(conn, rows):
+    conn.execute(_PG_HISTORY, {'rows': json.dumps([{
+        'event_id': r['event_id'], 'alarm_id': r['alarm_id'],
+        'on_behalf_of': r['on_behalf_of'], 'type': r['type'],
+        'detail': r['detail'], 'severity': r['severity'],
+        'ts': r['timestamp'].isoformat() if r['timestamp'] else None}
+        for r in rows])})
+
+
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
@@ -260,12 +283,22 @@ class AodhStore:
                 'severity': c.get('severity'),
             })
 
+        if self._get_engine().dialect.name == 'postgresql':
+            return self._run('recording %d history row(s)' % len(rows),
+                             lambda conn: _record_pg(conn, rows))
+
         def run(conn):
             ids = [r['event_id'] for r in rows]
             done = {r.event_id for r in conn.execute(
                 sa.select(_HISTORY.c.event_id).where(
                     _HISTORY.c.event_id.in_(ids)))}
-            todo = [r for r in rows if r['event_id'] not in done]
+            todo = []
+            for r in rows:
+                # Once each, also within the batch (an event handled twice
+                # before the first row was written).
+                if r['event_id'] not in done:
+                    done.add(r['event_id'])
+                    todo.append(r)
             if todo:
                 conn.execute(_HISTORY.insert(), todo)
         self._run('recording %d history row(s)' % len(rows), run)

@@ -1,5 +1,7 @@
 """Claims in Aodh's database, on PostgreSQL and MariaDB."""
 
+import datetime
+import json
 import threading
 
 from oslotest import base
@@ -83,3 +85,27 @@ class TestLoad(StoreTest):
         self.assertEqual(sorted(wanted), sorted(r['alarm_id'] for r in got))
         self.assertEqual(sorted(wanted), sorted(
             r['alarm_id'] for r in store.event_alarms(page=5)))
+
+
+class TestHistory(StoreTest):
+
+    def test_rows_written_once_as_aodh_writes_them(self):
+        a = self.db.add_alarm(project_id='p1')
+        store = self.store()
+        when = datetime.datetime(2026, 11, 24, 6, 0, 0, 123456)
+        change = {'event_id': 'e-1', 'alarm_id': a, 'project_id': 'p1',
+                  'severity': 'critical', 'reason': 'reason "x"',
+                  'timestamp': when}
+        store.record_history([change, dict(change)])
+        store.record_history([change, dict(change, event_id='e-2')])
+        rows = sorted(self.db.history(a), key=lambda r: r['event_id'])
+        self.assertEqual(['e-1', 'e-2'], [r['event_id'] for r in rows])
+        row = rows[0]
+        self.assertEqual(('p1', None, None, 'state transition', 'critical',
+                          when),
+                         (row['on_behalf_of'], row['project_id'],
+                          row['user_id'], row['type'], row['severity'],
+                          row['timestamp']))
+        self.assertEqual({'state': 'alarm',
+                          'transition_reason': 'reason "x"'},
+                         json.loads(row['detail']))
