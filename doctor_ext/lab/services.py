@@ -450,9 +450,13 @@ class Stack:
         wait_for(lambda: log_contains(proc.log_file, 'Instance map loaded'),
                  timeout, '%s to load the instance map' % proc.name,
                  proc.proc, proc.log_file)
+        # Every agent of the stack consumes the shared queues: with one
+        # consumer already there, the new agent is ready once the count
+        # reaches the number of agents.
+        agents = len(self.agents)
         for queue in ('notifications.info', 'notifications.error',
                       'versioned_notifications.info'):
-            wait_for(lambda: (self.broker.consumers(queue) or 0) >= 1,
+            wait_for(lambda: (self.broker.consumers(queue) or 0) >= agents,
                      timeout, '%s to consume %s' % (proc.name, queue),
                      proc.proc, proc.log_file)
 
