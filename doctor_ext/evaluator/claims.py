@@ -107,7 +107,9 @@ class ClaimGroup:
         try:
             won = claim(transitions, refire) if refire else claim(
                 transitions)
-        except Exception as e:
+        except BaseException as e:
+            # Every caller of this claim raises it (the leader too), so
+            # that none returns without an answer.
             for request in batch:
                 request.error = e
         else:
