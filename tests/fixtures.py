@@ -12,9 +12,49 @@ POSTGRES_URL = os.environ.get('DOCTOR_TEST_POSTGRES',
                               'postgresql://postgres@127.0.0.1/postgres')
 MYSQL_URL = os.environ.get('DOCTOR_TEST_MYSQL',
                            'mysql+pymysql://root@127.0.0.1/')
+ETC_CEILOMETER = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'etc', 'ceilometer')
 # testscenarios scenarios: a test class runs on both database servers.
 BACKENDS = [('postgresql', {'backend': 'postgresql'}),
             ('mysql', {'backend': 'mysql'})]
+
+
+def ceilometer_conf():
+    """Ceilometer's configuration with our event definitions.
+
+    ``ack_on_event_error = False`` as doctor-ext needs, and oslo.messaging's
+    ``fake://`` transport.
+    """
+    import oslo_messaging
+
+    from ceilometer import service
+    conf = service.prepare_service(argv=[], config_files=[])
+    conf.set_override('event_pipeline_cfg_file',
+                      os.path.join(ETC_CEILOMETER, 'event_pipeline.yaml'))
+    conf.set_override('definitions_cfg_file',
+                      os.path.join(ETC_CEILOMETER, 'event_definitions.yaml'),
+                      group='event')
+    conf.set_override('ack_on_event_error', False, group='notification')
+    oslo_messaging.get_notification_transport(conf, url='fake://')
+    conf.set_override('transport_url', 'fake://')
+    return conf
+
+
+def aodh_unreachable(conf):
+    """Point the evaluator of ``conf`` at an Aodh database that is not there.
+
+    The alarms never load: doctor:// refuses events (NotReady).
+    """
+    from doctor_ext.evaluator import engine as engine_mod
+    from doctor_ext.evaluator import store as store_mod
+    from doctor_ext.publisher import direct
+    conf.register_opts([], group='doctor_nova')
+    direct.register_opts(conf)
+    store_mod.register_opts(conf)
+    engine_mod.register_opts(conf)
+    conf.set_override('aodh_connection',
+                      'postgresql://nobody@127.0.0.1:1/none',
+                      group='doctor_evaluator')
 
 
 def store_conf(url):

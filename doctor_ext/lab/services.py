@@ -400,7 +400,9 @@ class Stack:
                         'log_file': log_file,
                         'event_pipeline_cfg_file': self.event_pipeline},
             'notification': {
-                'pipelines': 'event',
+                # Ceilometer's event pipeline, with notifications that
+                # cannot be converted dropped instead of requeued for ever.
+                'pipelines': 'doctor_event',
                 'ack_on_event_error': 'False',
                 'notification_control_exchanges': ['nova', 'doctor',
                                                    'aodh'],

@@ -143,10 +143,12 @@ class TestFuzzedNotifications(base.FaultTest):
 class TestMalformedMessages(base.FaultTest):
     """Messages no oslo.messaging sender would produce, put by hand.
 
-    Not sent: an envelope whose ``timestamp`` is missing or not a date, or
-    whose ``event_type`` is not a string. Ceilometer's converter raises on
-    them before any trait plugin runs, and with ``ack_on_event_error =
-    False`` they are requeued for ever (see doc/source/reliability.rst).
+    Among them envelopes whose ``timestamp`` is missing or not a date, or
+    whose ``event_type`` is not a string, and a stock typed trait that is
+    not of its type: Ceilometer's converter raises on them before any trait
+    plugin runs. Ceilometer's ``event`` pipeline would requeue them for
+    ever (``ack_on_event_error = False``); the agent runs ``doctor_event``,
+    which drops them: the queues drain.
     """
 
     def test_malformed_messages_do_not_stop_the_agent(self):
@@ -177,6 +179,23 @@ class TestMalformedMessages(base.FaultTest):
              'application/json'),
             (b'plain text', 'text/plain'),
         ]
+        unconvertible = {
+            'no-timestamp': {'timestamp': None},
+            'bad-timestamp': {'timestamp': 'yesterday'},
+            'event-type-list': {'event_type': ['compute.host.down']},
+            'bad-created-at': {'event_type': 'volume.create.end',
+                               'payload': {'created_at': 'not a date'}},
+        }
+        for name, fields in unconvertible.items():
+            message = {'event_type': 'compute.instance.update',
+                       'priority': 'info', 'publisher_id': 'hand-made',
+                       'message_id': name, 'payload': {'state': 'error'},
+                       'timestamp': '2026-01-01 00:00:00.000000'}
+            message.update(fields)
+            message = {k: v for k, v in message.items() if v is not None}
+            bodies.append((json.dumps(dict(envelope, **{
+                'oslo.message': json.dumps(message)})).encode(),
+                'application/json'))
         tally = base.Tally('malformed', '%d hand-made malformed AMQP '
                            'messages, then 20 valid faults' % len(bodies))
         tally.expected = set(alarms)
@@ -203,6 +222,9 @@ class TestMalformedMessages(base.FaultTest):
         self.assertTrue(agent.alive())
         self.assertEqual(0, tally.lost)
         self.assertEqual(0, tally.unexpected)
+        log = self.log_of(agent)
+        for name in unconvertible:
+            self.assertIn('Dropping notification %s ' % name, log)
 
 
 class TestFuzzedAlarmRules(base.FaultTest):

@@ -8,12 +8,10 @@ HTTP POSTs to a consumer on loopback.
 """
 
 import datetime
-import os
 import uuid
 
 from ceilometer.event import models
 from ceilometer.pipeline import event as event_pipeline
-from ceilometer import service
 import fixtures
 import oslo_messaging
 from oslotest import base
@@ -25,39 +23,20 @@ from doctor_ext.publisher import direct
 from doctor_ext.publisher import shortcut
 from tests import fixtures as doctor_fixtures
 
-ETC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))), 'etc', 'ceilometer')
-
 
 class _AgentTest(base.BaseTestCase):
     """Ceilometer's configuration, with our etc/ceilometer files."""
 
     def setUp(self):
         super().setUp()
-        self.conf = service.prepare_service(argv=[], config_files=[])
-        self.conf.set_override('event_pipeline_cfg_file',
-                               os.path.join(ETC, 'event_pipeline.yaml'))
-        self.conf.set_override('definitions_cfg_file',
-                               os.path.join(ETC, 'event_definitions.yaml'),
-                               group='event')
-        self.conf.set_override('ack_on_event_error', False,
-                               group='notification')
-        oslo_messaging.get_notification_transport(self.conf, url='fake://')
-        self.conf.set_override('transport_url', 'fake://')
+        self.conf = doctor_fixtures.ceilometer_conf()
         self.log = self.useFixture(fixtures.FakeLogger(level='INFO'))
         self.addCleanup(hook.reset_inspector)
         self.addCleanup(engine_mod.reset_engine)
         self.addCleanup(shortcut.LEDGER._seen.clear)
 
     def unreachable(self):
-        self.conf.register_opts([], group='doctor_nova')
-        direct.register_opts(self.conf)
-        from doctor_ext.evaluator import store
-        store.register_opts(self.conf)
-        engine_mod.register_opts(self.conf)
-        self.conf.set_override('aodh_connection',
-                               'postgresql://nobody@127.0.0.1:1/none',
-                               group='doctor_evaluator')
+        doctor_fixtures.aodh_unreachable(self.conf)
 
     def manager(self):
         return event_pipeline.EventPipelineManager(self.conf)
