@@ -73,5 +73,14 @@ class EventEndpoint(ceilometer_event.EventEndpoint):
 class EventPipelineManager(ceilometer_event.EventPipelineManager):
     """Ceilometer's event pipeline manager with :class:`EventEndpoint`."""
 
+    def __init__(self, conf):
+        super().__init__(conf)
+        if 'event' in conf.notification.pipelines:
+            # Both managers read the same event pipeline file: every event
+            # would reach every publisher twice.
+            LOG.error('[notification] pipelines names both "event" and '
+                      '"%s": every event is published twice. Remove '
+                      '"event".', NAME)
+
     def get_main_endpoints(self):
         return [EventEndpoint(self.conf, self.publisher())]

@@ -40,6 +40,8 @@ class TestDoctorEventPipeline(base.BaseTestCase):
     def setUp(self):
         super().setUp()
         self.conf = doctor_fixtures.ceilometer_conf()
+        self.conf.set_override('pipelines', ['meter', pipeline_event.NAME],
+                               group='notification')
         self.log = self.useFixture(fixtures.FakeLogger(level='INFO'))
 
     def manager(self, publisher='test://', cls=None):
@@ -102,3 +104,13 @@ class TestDoctorEventPipeline(base.BaseTestCase):
         (endpoint,) = self.manager('doctor://').get_main_endpoints()
         self.assertEqual(oslo_messaging.NotificationResult.REQUEUE,
                          endpoint.info([notification()]))
+
+    def test_enabled_beside_event_says_so(self):
+        self.manager()
+        self.assertNotIn('published twice', self.log.output)
+        self.conf.set_override('pipelines', ['meter', 'event', 'doctor_event'],
+                               group='notification')
+        self.manager()
+        self.assertIn('[notification] pipelines names both "event" and '
+                      '"doctor_event": every event is published twice',
+                      self.log.output)
