@@ -3,6 +3,7 @@
 import concurrent.futures
 import os
 import threading
+import time
 import uuid
 
 import fixtures
@@ -17,6 +18,41 @@ ETC_CEILOMETER = os.path.join(os.path.dirname(os.path.dirname(
 # testscenarios scenarios: a test class runs on both database servers.
 BACKENDS = [('postgresql', {'backend': 'postgresql'}),
             ('mysql', {'backend': 'mysql'})]
+
+
+def poll(predicate, timeout, what):
+    """``predicate()``'s first true value, polled until ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError('timed out after %s s waiting for %s'
+                         % (timeout, what))
+
+
+def engine(test, conf, store=None, loaded=False):
+    """An evaluator engine on ``conf``'s Aodh database.
+
+    Cleaned up by ``test``, a :class:`RecordingNotifier` behind it; with
+    ``loaded``, the alarms loaded, as in an agent (re)started now.
+    """
+    from doctor_ext.evaluator import engine as engine_mod
+    from doctor_ext.evaluator import index as index_mod
+    from doctor_ext.evaluator import store as store_mod
+    from doctor_ext.evaluator import sync as sync_mod
+    index = index_mod.AlarmIndex()
+    store = store or store_mod.AodhStore(conf)
+    test.addCleanup(store.dispose)
+    sync = sync_mod.AlarmSync(conf, index, store)
+    built = engine_mod.Engine(conf, index, store, RecordingNotifier(),
+                              sync=sync)
+    test.addCleanup(built.recorder.stop)
+    if loaded:
+        sync.load_all()
+        sync.loaded.set()
+    return built
 
 
 def ceilometer_conf():

@@ -10,7 +10,6 @@ notification with bad typed values instead of failing it.
 
 import os
 import threading
-import time
 import uuid
 
 from ceilometer.event import converter
@@ -23,11 +22,8 @@ from oslotest import base
 from stevedore import extension
 
 from doctor_ext.data import trait_plugins
-from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events
-from doctor_ext.evaluator import index as index_mod
 from doctor_ext.evaluator import store as store_mod
-from doctor_ext.evaluator import sync as sync_mod
 from doctor_ext.inspector import hook
 from doctor_ext.inspector import resource_map
 from doctor_ext.lab import services
@@ -51,25 +47,11 @@ class EngineTest(base.BaseTestCase):
     def setUp(self):
         super().setUp()
         self.db = self.useFixture(doctor_fixtures.AodhDatabase())
-        self.conf = cfg.ConfigOpts()
-        self.conf([], project='doctor-test')
-        store_mod.register_opts(self.conf)
-        self.conf.set_override('aodh_connection', self.db.url,
-                               group='doctor_evaluator')
+        self.conf = doctor_fixtures.store_conf(self.db.url)
 
     def engine(self, store=None):
         """A loaded engine: what an agent (re)started now would have."""
-        index = index_mod.AlarmIndex()
-        store = store or store_mod.AodhStore(self.conf)
-        self.addCleanup(store.dispose)
-        sync = sync_mod.AlarmSync(self.conf, index, store)
-        engine = engine_mod.Engine(self.conf, index, store,
-                                   doctor_fixtures.RecordingNotifier(),
-                                   sync=sync)
-        self.addCleanup(engine.recorder.stop)
-        sync.load_all()
-        sync.loaded.set()
-        return engine
+        return doctor_fixtures.engine(self, self.conf, store, loaded=True)
 
 
 class TestRedelivery(EngineTest):
@@ -144,10 +126,9 @@ class TestConcurrentEvents(EngineTest):
                 if won:
                     # The winner is slow: the loser's event arrives while
                     # its claim is in flight.
-                    deadline = time.monotonic() + 10
-                    while (not engine.claims.queued and
-                           time.monotonic() < deadline):
-                        time.sleep(0.001)
+                    doctor_fixtures.poll(
+                        lambda: engine.claims.queued, 10,
+                        'the second event to wait for its claim')
                 return won
 
         engine = self.engine(Store())

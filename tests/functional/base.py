@@ -8,7 +8,6 @@ etc/ceilometer files.
 """
 
 import os
-import time
 
 import fixtures
 from oslo_config import cfg
@@ -18,21 +17,14 @@ from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.lab import nova as nova_mod
 from doctor_ext.lab import services
 from doctor_ext.monitor import report
+from tests import fixtures as doctor_fixtures
 
 POSTGRES = os.environ.get('DOCTOR_TEST_POSTGRES',
                           'postgresql://postgres@127.0.0.1/postgres')
 REQUIREMENT = 1.0   # Doctor: consumer notified < 1 s after detection
 
 
-def poll(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError('timed out after %s s waiting for %s'
-                         % (timeout, what))
+poll = doctor_fixtures.poll
 
 
 def instance_of(received):

@@ -1,19 +1,15 @@
 """Concurrent claims sharing one transaction."""
 
 import threading
-import time
 
 from oslotest import base
 
 from doctor_ext.evaluator import claims
+from tests import fixtures as doctor_fixtures
 
 
-def wait_until(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out')
-        time.sleep(0.001)
+def wait_until(predicate):
+    return doctor_fixtures.poll(predicate, 10, 'the claim group')
 
 
 class FakeStore:

@@ -38,15 +38,7 @@ class EngineTest(base.BaseTestCase):
         self.engine = self.make_engine()
 
     def make_engine(self):
-        index = index_mod.AlarmIndex()
-        store = store_mod.AodhStore(self.conf)
-        self.addCleanup(store.dispose)
-        sync = sync_mod.AlarmSync(self.conf, index, store)
-        engine = engine_mod.Engine(self.conf, index, store,
-                                   doctor_fixtures.RecordingNotifier(),
-                                   sync=sync)
-        self.addCleanup(engine.recorder.stop)
-        return engine
+        return doctor_fixtures.engine(self, self.conf)
 
     def load(self, engine=None):
         engine = engine or self.engine

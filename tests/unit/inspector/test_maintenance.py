@@ -25,6 +25,7 @@ from doctor_ext.inspector import maintenance
 from doctor_ext.inspector import resource_map
 from doctor_ext.lab import nova as nova_double
 from doctor_ext import opts
+from tests import fixtures as doctor_fixtures
 
 DEFINITIONS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -92,16 +93,6 @@ def instance_event(event_type, vm, host, project, state='active'):
     return events.make_event(event_type, {
         'instance_id': vm, 'tenant_id': project, 'user_id': 'u-' + project,
         'host': host, 'state': state})
-
-
-def poll(predicate, what, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError('timed out waiting for %s' % what)
 
 
 def traits(event):
@@ -554,9 +545,10 @@ class TestMigrateAfter(MaintenanceTestCase):
         self.assertIn('Nova refused to live-migrate 1 of 2', self.log.output)
         self.assertIn('b1: live migration of server b1 failed',
                       self.log.output)
-        state = poll(lambda: (self.state()['migrations'].get('a1') not in
-                              (None, 'requested')) and self.state(),
-                     'the state file to show the migration')
+        state = doctor_fixtures.poll(
+            lambda: (self.state()['migrations'].get('a1') not in
+                     (None, 'requested')) and self.state(),
+            10, 'the state file to show the migration')
         self.assertEqual(fencing.OK, state['migrations']['a1'])
         self.assertIn('HTTP 409', state['migrations']['b1'])
         self.assertIsNotNone(state['migration_requested'])

@@ -71,7 +71,7 @@ class PipelineTest(_AgentTest):
             out = self.log.output
             return ('Cannot load event alarms yet, retrying' in out and
                     'Cannot load the instance map from Nova yet' in out)
-        poll(said_so, 20)
+        doctor_fixtures.poll(said_so, 20, 'the agent to say so')
         self.assertNotIn('nobody@', self.log.output.replace(
             'postgresql://nobody@127.0.0.1:1/none', ''))
 
@@ -83,16 +83,6 @@ class PipelineTest(_AgentTest):
         result = endpoint.process_notifications('info', [nova_update(
             'vm-1', 'p1')])
         self.assertEqual(oslo_messaging.NotificationResult.REQUEUE, result)
-
-
-def poll(predicate, timeout):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError('condition not met within %s s' % timeout)
 
 
 def nova_update(vm, project, state='error', host='compute-1'):
