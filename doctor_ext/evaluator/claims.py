@@ -13,6 +13,7 @@ queued callers goes to the first (the second would have lost it in the
 database), and a database error reaches every caller of that claim.
 """
 
+import collections
 import threading
 
 
@@ -39,7 +40,7 @@ class ClaimGroup:
     def __init__(self, max_batch=2000):
         self._max_batch = max_batch
         self._lock = threading.Lock()
-        self._queue = []
+        self._queue = collections.deque()
         self._busy = False
 
     @property
@@ -74,7 +75,7 @@ class ClaimGroup:
             while self._queue and (not batch or size +
                                    len(self._queue[0].transitions)
                                    <= self._max_batch):
-                request = self._queue.pop(0)
+                request = self._queue.popleft()
                 size += len(request.transitions)
                 batch.append(request)
             return batch

@@ -213,11 +213,10 @@ class AodhStore:
         reasons = dict(transitions)
         refire = set(refire).intersection(reasons)
         now = timeutils.utcnow()
-        what = 'claiming %d alarm(s)' % len(reasons)
-        if not refire and self._get_engine().dialect.name == 'postgresql':
-            return self._run(what, lambda conn: _claim_pg(conn, reasons, now))
 
         def run(conn):
+            if not refire and conn.dialect.name == 'postgresql':
+                return _claim_pg(conn, reasons, now)
             ids = list(reasons)
             free = _ALARMS.c.state != ALARM
             if refire:
@@ -242,7 +241,7 @@ class AodhStore:
                         state_timestamp=now, timestamp=now),
                     [{'b_id': i, 'b_reason': reasons[i]} for i in sorted(won)])
             return won | again
-        return self._run(what, run)
+        return self._run('claiming %d alarm(s)' % len(reasons), run)
 
     def set_state(self, transitions):
         """Record ``alarm`` state without a claim (repeating alarms)."""
@@ -283,11 +282,9 @@ class AodhStore:
                 'severity': c.get('severity'),
             })
 
-        if self._get_engine().dialect.name == 'postgresql':
-            return self._run('recording %d history row(s)' % len(rows),
-                             lambda conn: _record_pg(conn, rows))
-
         def run(conn):
+            if conn.dialect.name == 'postgresql':
+                return _record_pg(conn, rows)
             ids = [r['event_id'] for r in rows]
             done = {r.event_id for r in conn.execute(
                 sa.select(_HISTORY.c.event_id).where(
