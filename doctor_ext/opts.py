@@ -5,6 +5,7 @@ import itertools
 
 def list_opts():
     """Options read inside ceilometer-agent-notification."""
+    from doctor_ext.db import leases
     from doctor_ext.evaluator import engine
     from doctor_ext.evaluator import store
     from doctor_ext.evaluator import sync
@@ -22,6 +23,7 @@ def list_opts():
         (engine.GROUP, list(itertools.chain(engine.OPTS, store.OPTS,
                                             sync.OPTS))),
         (http.GROUP, http.OPTS),
+        (leases.GROUP, leases.OPTS),
     ]
 
 

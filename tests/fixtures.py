@@ -140,7 +140,10 @@ class AodhDatabase(fixtures.Fixture):
         self.addCleanup(self.engine.dispose)
         if self.schema:
             from aodh.storage.sqlalchemy import models
+
+            from doctor_ext.db import migration
             models.Base.metadata.create_all(self.engine)
+            migration.upgrade(self.url)
 
     def add_alarm(self, alarm_id=None, project_id='p1', event_type='*',
                   query=None, actions=('http://127.0.0.1:9/x',),

@@ -1,7 +1,8 @@
 """Start the real services of the fault path on this machine.
 
 Used by the functional tests, the demo and the benchmark: a RabbitMQ vhost
-of its own, an Aodh database of its own (created with ``aodh-dbsync``),
+of its own, an Aodh database of its own (created with ``aodh-dbsync``, and
+doctor-ext's tables in it with ``doctor-ext-dbsync``),
 ``aodh-api`` in noauth mode, and ``ceilometer-agent-notification`` with
 doctor-ext's plugins and the repository's etc/ceilometer files. Everything
 started here is stopped by :meth:`Stack.stop`.
@@ -360,6 +361,9 @@ class Stack:
         if res.returncode:
             raise StackError('aodh-dbsync failed: %s' % res.stderr.decode(
                 errors='replace')[-2000:])
+        self._progress("creating doctor-ext's tables (doctor-ext-dbsync)")
+        from doctor_ext.db import migration
+        migration.upgrade(self.db.url)
         port = free_port()
         self._progress('starting aodh-api on port %d' % port)
         proc = Process('aodh-api', [

@@ -108,13 +108,16 @@ def brute_force(alarms, event, project):
 class _AllWin:
     """A store whose claims all succeed (no database needed)."""
 
-    def claim(self, transitions, refire=()):
+    def claim(self, transitions, owed=(), lease=None):
         return {alarm_id for alarm_id, _ in transitions}
 
     def set_state(self, transitions):
         pass
 
     def record_history(self, changes):
+        pass
+
+    def finish_outbox(self, outcomes):
         pass
 
 

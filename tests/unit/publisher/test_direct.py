@@ -17,10 +17,12 @@ import oslo_messaging
 from oslotest import base
 
 from doctor_ext.evaluator import engine as engine_mod
+from doctor_ext.evaluator import events
 from doctor_ext.inspector import hook
+from doctor_ext.inspector import journal
+from doctor_ext.inspector import resource_map
 from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.publisher import direct
-from doctor_ext.publisher import shortcut
 from tests import fixtures as doctor_fixtures
 
 
@@ -33,7 +35,6 @@ class _AgentTest(base.BaseTestCase):
         self.log = self.useFixture(fixtures.FakeLogger(level='INFO'))
         self.addCleanup(hook.reset_inspector)
         self.addCleanup(engine_mod.reset_engine)
-        self.addCleanup(shortcut.LEDGER._seen.clear)
 
     def unreachable(self):
         doctor_fixtures.aodh_unreachable(self.conf)
@@ -168,7 +169,13 @@ class DeliveryTest(_AgentTest):
     def test_nova_echo_of_inspector_fault_not_notified_twice(self):
         self.alarm('vm-1', repeat=True)
         ep = self.endpoint()
-        shortcut.LEDGER.record(['vm-1'], 'error')
+        # The inspector reported vm-1 in a fault of its host (any agent).
+        journal.FaultJournal(engine_mod.get_engine(self.conf).store,
+                             'another-agent').open(
+            'compute-1', events.make_event('compute.host.down', {
+                'hostname': 'compute-1'}),
+            [resource_map.Instance('vm-1', 'p1', 'u1', 'compute-1')],
+            fence=False, memory=3600)
         ep.process_notifications('info', [nova_update('vm-1', 'p1')])
         ep.process_notifications('info', [nova_update('vm-1', 'p1')])
         self.assertTrue(self.consumer.consumer.wait_for(1, timeout=10))
