@@ -19,8 +19,9 @@ Where Aodh fails, this module does what the API accepted instead:
   value's text, whatever the query type (Aodh raises ``TypeError`` and
   never fires);
 * a query of type ``boolean`` reads the trait as a boolean word (``true``,
-  ``no``, ``1``...); a trait that is none is a value of another type
-  (Aodh raises ``KeyError`` and drops the batch).
+  ``no``, ``1``...); a trait that is not one counts as a value of another
+  type, so only ``ne`` holds (Aodh raises ``KeyError`` and drops the
+  batch).
 
 An alarm that cannot be parsed raises :class:`InvalidAlarm`; the caller logs
 it and keeps every other alarm.
