@@ -310,6 +310,8 @@ class Engine:
                 self._remember(key)
                 firings.append(Firing(alarm, event, alarm.state,
                                       reason_for(alarm, event)))
+                # As Aodh: the next event of the batch has previous=alarm.
+                alarm.state = rules.ALARM
         return firings
 
     def _remember(self, key):

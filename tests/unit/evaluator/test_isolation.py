@@ -1,7 +1,7 @@
 """Project isolation, as properties over random alarms and events.
 
 Aodh's event evaluator gives an event the alarms of exactly its project:
-the ``tenant_id`` (else ``project_id``) trait, ``''`` when it has neither,
+the last ``tenant_id``/``project_id`` trait, ``''`` when it has neither,
 and ``storage.get_alarms(project_id=...)`` compares it for equality, so an
 admin's alarm sees only the admin project's events and an alarm without a
 project sees none. The index and the engine must never do more: for any
