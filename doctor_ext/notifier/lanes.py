@@ -223,7 +223,9 @@ class Lanes:
             if pool is None:
                 pool = self._pools[consumer_key] = Pool(self, consumer_key)
             queue = project.queues.get(consumer_key)
-            if queue is None:
+            if queue is None or queue.consumer is not pool:
+                # (A queue left empty by drops may outlive its forgotten
+                # consumer: it is forgotten in turn when it comes up.)
                 queue = project.queues[consumer_key] = _Queue(project, pool)
             item = Item(payload, queue)
             queue.items.append(item)

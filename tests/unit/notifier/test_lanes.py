@@ -189,6 +189,33 @@ class TestQueueBounds(LanesTestCase):
         self.assertFalse(lane.put('p', ('http', 'vnfm', 80), 'late'))
 
 
+class TestIdleConsumers(LanesTestCase):
+
+    def test_consumer_forgotten_while_its_emptied_queue_waits(self):
+        self.hold()
+        self.work.release('other')
+        lane = self.lanes(max_delivery_threads=2, max_threads_per_project=1,
+                          max_queued_per_project=1, consumer_idle_timeout=0)
+        lane.put('p', ('http', 'c0', 80), 'a')
+        self.started(1)
+        lane.put('p', ('http', 'c1', 80), 'b')
+        lane.put('p', ('http', 'c2', 80), 'c')   # drops b: c1's queue empty
+        # Another project's work starts a second thread, which then
+        # forgets the idle consumers, c1 among them.
+        lane.put('q', ('http', 'c3', 80), 'other')
+        poll(lambda: lane.stats()['consumers'] == 2, 10,
+             'c1 and c3 to be forgotten')
+        lane.put('p', ('http', 'c1', 80), 'd')   # drops c
+        self.work.hold_all.set()
+        self.work.release('a', 'd')
+        poll(lambda: len(self.work.done) == 3, 10, 'all deliveries')
+        self.assertEqual(['other', 'a', 'd'], self.work.done)
+        self.assertEqual(['b', 'c'], [p for p, _ in self.work.dropped])
+        poll(lambda: lane.stats()['consumers'] == 0, 10,
+             'every consumer to be forgotten')
+        self.assertEqual(0, lane.stats()['queued'])
+
+
 class NotifierLanesTest(base.BaseTestCase):
     """The lanes under HttpNotifier, with real connections."""
 
