@@ -205,6 +205,7 @@ class Lanes:
         self._threads = set()
         self._waiting_threads = 0
         self._signalled = 0
+        self._starting = 0
         self._stopping = False
         self._reaped_at = time.monotonic()
 
@@ -275,14 +276,20 @@ class Lanes:
             self._ring.append(project)
 
     def _wake(self):
-        """A thread for the ready work: a waiting one, else a new one."""
+        """A thread for the ready work: a waiting one, else a new one.
+
+        One new thread at a time: a thread that takes work while more is
+        ready wakes the next, so a burst does not start threads that find
+        nothing to do.
+        """
         if self._waiting_threads > self._signalled:
             self._signalled += 1
             self._cond.notify()
-        elif len(self._threads) < self._max_threads:
+        elif not self._starting and len(self._threads) < self._max_threads:
             thread = threading.Thread(target=self._run, name=self._name,
                                       daemon=True)
             self._threads.add(thread)
+            self._starting += 1
             thread.start()
 
     # -- taking ------------------------------------------------------------
@@ -352,6 +359,8 @@ class Lanes:
 
     def _run(self):
         me = threading.current_thread()
+        with self._cond:
+            self._starting -= 1
         try:
             while True:
                 with self._cond:
