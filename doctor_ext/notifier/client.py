@@ -3,9 +3,10 @@
 :class:`Connection` sends a request formatted by the caller and reads the
 answer's status with bytes operations. It exists because the hot path is
 one POST per affected VM: measured on this machine (one thread, keep-alive,
-1,000 POSTs to the lab consumer), it costs about 12 us of CPU per POST
-where urllib3 2.8 costs about 110 us (http.client parses every answer's
-headers with the email package). It connects only to the socket addresses
+1,000 POSTs to the lab consumer, ``tools/notifier_microbench.py
+--client``), it costs about 11-12 us of CPU per POST where urllib3 2.8
+costs about 106-112 us (http.client parses every answer's headers with the
+email package). It connects only to the socket addresses
 its ``resolve`` callable returns (the egress policy's checked addresses),
 follows no redirect, and raises http.client's exceptions, so that retry
 rules can be written against them.
