@@ -22,7 +22,7 @@ def list_opts():
         (direct.GROUP, direct.OPTS),
         (engine.GROUP, list(itertools.chain(engine.OPTS, store.OPTS,
                                             sync.OPTS))),
-        (http.GROUP, http.OPTS),
+        (http.GROUP, http.list_opts()),
         (leases.GROUP, leases.OPTS),
     ]
 

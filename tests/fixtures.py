@@ -64,6 +64,7 @@ def ceilometer_conf():
     import oslo_messaging
 
     from ceilometer import service
+    from doctor_ext.notifier import http as notifier_http
     conf = service.prepare_service(argv=[], config_files=[])
     conf.set_override('event_pipeline_cfg_file',
                       os.path.join(ETC_CEILOMETER, 'event_pipeline.yaml'))
@@ -73,6 +74,11 @@ def ceilometer_conf():
     conf.set_override('ack_on_event_error', False, group='notification')
     oslo_messaging.get_notification_transport(conf, url='fake://')
     conf.set_override('transport_url', 'fake://')
+    # The consumer doubles listen on loopback, which the notifier's egress
+    # policy refuses by default.
+    notifier_http.register_opts(conf)
+    conf.set_override('egress_allow', ['127.0.0.0/8'],
+                      group=notifier_http.GROUP)
     return conf
 
 
@@ -103,6 +109,27 @@ def store_conf(url):
     store_mod.register_opts(conf)
     conf.set_override('aodh_connection', url, group='doctor_evaluator')
     return conf
+
+
+class NotifierConf(fixtures.Fixture):
+    """A configuration with the notifier's options registered.
+
+    ``conf``: the ``ConfigOpts``; ``set(**options)`` overrides options of
+    ``[doctor_notifier]`` until the test ends.
+    """
+
+    def _setUp(self):
+        from oslo_config import cfg
+        from oslo_config import fixture as config_fixture
+
+        from doctor_ext.notifier import http as notifier_http
+        self.conf = cfg.ConfigOpts()
+        self.conf([], default_config_files=[], default_config_dirs=[])
+        notifier_http.register_opts(self.conf)
+        self.config = self.useFixture(config_fixture.Config(self.conf))
+
+    def set(self, **options):
+        self.config.config(group='doctor_notifier', **options)
 
 
 class AodhDatabase(fixtures.Fixture):

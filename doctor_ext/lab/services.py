@@ -26,6 +26,9 @@ import sqlalchemy as sa
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
+# [doctor_notifier] egress_allow of the lab's agents: the consumer doubles
+# listen on loopback, which the egress policy refuses by default.
+LAB_EGRESS_ALLOW = '127.0.0.0/8'
 
 
 class StackError(RuntimeError):
@@ -424,6 +427,7 @@ class Stack:
             # Maintenance state files stay in the lab's work directory.
             'doctor_maintenance': {'state_dir': os.path.join(
                 self.workdir, 'maintenance-%s' % name)},
+            'doctor_notifier': {'egress_allow': LAB_EGRESS_ALLOW},
         }
 
     def start_agent(self, wait=True):
