@@ -194,3 +194,38 @@ class RecordingNotifier:
 
     def stop(self):
         pass
+
+
+def report_notification(event_type, payload, publisher_id='doctor-monitor.t',
+                        message_id=None, ctxt=None):
+    """A notification as oslo.messaging hands it to Ceilometer's endpoint."""
+    return {
+        'ctxt': ctxt or {}, 'publisher_id': publisher_id,
+        'event_type': event_type, 'priority': 'INFO',
+        'payload': payload,
+        'metadata': {'message_id': message_id or str(uuid.uuid4()),
+                     'timestamp': '2026-11-24 00:00:00.000000'},
+    }
+
+
+_CONVERTER = []
+
+
+def report_event(event_type, payload, **kwargs):
+    """The evaluator's Event that the agent makes of a notification.
+
+    Through Ceilometer's own converter, with etc/ceilometer's event
+    definitions (what the inspector sees of a report); ``kwargs`` as for
+    :func:`report_notification`.
+    """
+    from ceilometer.event import converter
+    from stevedore import extension
+
+    from doctor_ext.evaluator import events
+    if not _CONVERTER:
+        _CONVERTER.append(converter.setup_events(
+            ceilometer_conf(), extension.ExtensionManager(
+                namespace='ceilometer.event.trait_plugin')))
+    notification = report_notification(event_type, payload, **kwargs)
+    return events.from_ceilometer(_CONVERTER[0].to_event(
+        'info', notification))
