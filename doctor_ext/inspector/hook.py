@@ -12,8 +12,10 @@ On a host-fault event (the monitor's ``compute.host.down``, or Nova's
 3. fences the host in Nova in the background (:mod:`.fencing`): force-down
    the nova-compute service, then reset every affected instance to error.
 
-Repeated reports of a host already handled are ignored until the host is
-reported up again (or ``fault_memory`` has passed). Which faults fence
+A host fault or maintenance report is acted on only if
+:mod:`.report_check` accepts it (signed by the monitor, recent, not
+replayed). Repeated reports of a host already handled are ignored until the
+host is reported up again (or ``fault_memory`` has passed). Which faults fence
 follows the operator policy below. ``compute.instance.*`` events keep the
 resource map current. Host maintenance (a compute service disabled with a
 reason, ``maintenance.host``) is followed by :mod:`.maintenance`.
@@ -32,6 +34,7 @@ from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
 from doctor_ext.publisher import direct
 from doctor_ext.publisher import shortcut
@@ -116,7 +119,8 @@ class HostFault:
 class Inspector:
     """The inspector proper; the publisher below is its pipeline face."""
 
-    def __init__(self, conf, engine, fencer, rmap=None, ledger=None):
+    def __init__(self, conf, engine, fencer, rmap=None, ledger=None,
+                 check=None):
         register_opts(conf)
         direct.register_opts(conf)
         self._opts = conf[GROUP]
@@ -125,6 +129,8 @@ class Inspector:
         self.fencer = fencer
         self.map = rmap if rmap is not None else resource_map.ResourceMap()
         self.ledger = ledger or shortcut.LEDGER
+        # Host reports are acted on only if signed (report_check).
+        self.check = check or report_check.ReportCheck(conf)
         self._faults = {}   # host -> (HostFault, monotonic time)
         self._lock = threading.Lock()
         self._fence_pool = concurrent.futures.ThreadPoolExecutor(
@@ -177,6 +183,8 @@ class Inspector:
     def handle(self, event, received=None):
         """Handle one parsed event; returns the HostFault it started."""
         received = received or time.time()
+        if not self.check.accept(event):
+            return None
         etype = event.event_type
         if etype.startswith('compute.instance.'):
             left = self.map.host_of(event.traits.get('instance_id'))
@@ -377,7 +385,8 @@ def get_inspector(conf):
     with _LOCK:
         if _INSPECTOR is None:
             engine = engine_mod.get_engine(conf)
-            _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf))
+            _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf),
+                                   check=report_check.get_check(conf))
             _INSPECTOR.start()
         return _INSPECTOR
 
