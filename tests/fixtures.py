@@ -211,21 +211,29 @@ def report_notification(event_type, payload, publisher_id='doctor-monitor.t',
 _CONVERTER = []
 
 
-def report_event(event_type, payload, **kwargs):
-    """The evaluator's Event that the agent makes of a notification.
+def event_converter():
+    """Ceilometer's event converter with etc/ceilometer's definitions.
 
-    Through Ceilometer's own converter, with etc/ceilometer's event
-    definitions (what the inspector sees of a report); ``kwargs`` as for
-    :func:`report_notification`.
+    Made once per process. Making it runs Ceilometer's prepare_service,
+    which sets up logging again: call it before a log fixture.
     """
     from ceilometer.event import converter
     from stevedore import extension
-
-    from doctor_ext.evaluator import events
     if not _CONVERTER:
         _CONVERTER.append(converter.setup_events(
             ceilometer_conf(), extension.ExtensionManager(
                 namespace='ceilometer.event.trait_plugin')))
+    return _CONVERTER[0]
+
+
+def report_event(event_type, payload, **kwargs):
+    """The evaluator's Event that the agent makes of a notification.
+
+    Through Ceilometer's own converter (:func:`event_converter`: what the
+    inspector sees of a report); ``kwargs`` as for
+    :func:`report_notification`.
+    """
+    from doctor_ext.evaluator import events
     notification = report_notification(event_type, payload, **kwargs)
-    return events.from_ceilometer(_CONVERTER[0].to_event(
+    return events.from_ceilometer(event_converter().to_event(
         'info', notification))

@@ -40,6 +40,8 @@ class ReportCheckTest(base.BaseTestCase):
         report_check.register_opts(self.conf)
         self.conf.set_override('secret', SECRET, report_check.GROUP)
         self.check = report_check.ReportCheck(self.conf)
+        # Made before the log fixture: it sets up logging again.
+        doctor_fixtures.event_converter()
         self.log = self.useFixture(fixtures.FakeLogger())
 
     def assertRefused(self, reason, event):
