@@ -42,7 +42,6 @@ from oslo_utils import timeutils
 
 from doctor_ext.db import leases
 from doctor_ext.evaluator import claims as claims_mod
-from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import index as index_mod
 from doctor_ext.evaluator import outbox as outbox_mod
 from doctor_ext.evaluator import recorder as recorder_mod
@@ -74,12 +73,6 @@ OPTS = [
                 help='Log one line per fired alarm with the time of each '
                      'step (received, parsed, evaluated, fired), for the '
                      'Doctor timeline.'),
-    cfg.StrOpt('telemetry_secret_check', default='verify',
-               choices=['verify', 'off'],
-               help='Serialized events from the bus whose '
-                    'message_signature does not verify against '
-                    '[publisher] telemetry_secret are rejected ("verify") '
-                    'when a secret is set.'),
 ]
 
 
@@ -347,30 +340,6 @@ class Engine:
             'timestamp': now})
         if healthy:
             firing.recorded = recorded
-
-    def evaluate_serialized(self, messages, secret=None):
-        """Evaluate bus-format events; bad ones are logged and dropped."""
-        from ceilometer.publisher import utils as pub_utils
-        good = []
-        for message in messages if isinstance(messages, list) else [
-                messages]:
-            if (secret and self._conf.telemetry_secret_check == 'verify' and
-                    not pub_utils.verify_signature(message, secret)):
-                LOG.error('Rejecting event %s: message_signature does not '
-                          'verify against telemetry_secret',
-                          _message_id(message))
-                continue
-            try:
-                good.append(events_mod.from_serialized(message))
-            except events_mod.InvalidEvent as e:
-                LOG.error('Rejecting event %s: %s', _message_id(message), e)
-        return self.evaluate(good)
-
-
-def _message_id(message):
-    if isinstance(message, dict):
-        return str(message.get('message_id'))[:64]
-    return '<not a mapping>'
 
 
 _ENGINE = None

@@ -1,16 +1,17 @@
 """Events as the evaluator sees them: parsed once, typed, validated.
 
-An event reaches the evaluator in one of three shapes:
+An event reaches the evaluator in one of two shapes:
 
-* a ``ceilometer.event.models.Event`` handed over in-process by the direct
-  publisher;
-* a serialized event (the payload Ceilometer's ``notifier://`` publisher puts
-  on the bus for aodh-listener: ``message_id, event_type, generated,
-  traits=[[name, dtype, value]], raw, message_signature``);
+* a ``ceilometer.event.models.Event`` handed over in-process by the
+  publishers (the agent's only source of events: none is read back from
+  the bus);
 * an event built by doctor-ext itself (the inspector's per-instance fault
   events) through :func:`make_event`.
 
-All three become an :class:`Event`. Anything that cannot be one raises
+Both become an :class:`Event`. :func:`from_serialized` reads the serialized
+form back (:meth:`Event.serialize`, the ``reason_data['event']`` of a
+notification, the payload of Ceilometer's ``notifier://`` publisher); it
+checks no signature. Anything that cannot be one raises
 :class:`InvalidEvent` with a message naming what was wrong; the caller logs it
 and drops that event alone.
 

@@ -16,10 +16,12 @@ On a host-fault event (the monitor's ``compute.host.down``, or Nova's
    the nova-compute service, then reset every affected instance to error,
    each confirmed step written to the journal.
 
-Repeated reports of a host already handled are ignored until the host is
-reported up again (or ``fault_memory`` has passed), whichever agent gets
-them. A fault whose instances cannot be known yet stays ``resolving`` and
-is retried with backoff, with an error logged at every try. Open faults
+A host fault or maintenance report is acted on only if
+:mod:`.report_check` accepts it (signed by the monitor, recent, not
+replayed). Repeated reports of a host already handled are ignored until the
+host is reported up again (or ``fault_memory`` has passed), whichever agent
+gets them. A fault whose instances cannot be known yet stays ``resolving``
+and is retried with backoff, with an error logged at every try. Open faults
 whose agent died are taken over by the sweep of any live agent. Which
 faults fence follows the operator policy below. ``compute.instance.*``
 events keep the instance map current. Host maintenance (a compute service
@@ -45,6 +47,7 @@ from doctor_ext.inspector import fencing
 from doctor_ext.inspector import instances as instances_mod
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
 
 LOG = log.getLogger(__name__)
@@ -136,7 +139,8 @@ RESOLVE_RETRY_MAX = 60.0
 class Inspector:
     """The inspector proper; the publisher below is its pipeline face."""
 
-    def __init__(self, conf, engine, fencer, rmap=None, journal=None):
+    def __init__(self, conf, engine, fencer, rmap=None, journal=None,
+                 check=None):
         register_opts(conf)
         leases.register_opts(conf)
         self._opts = conf[GROUP]
@@ -148,6 +152,8 @@ class Inspector:
             engine.store, engine.owner, conf[leases.GROUP].lease_time)
         # Faults this process is working on (their leases it renews).
         self._active = {}
+        # Host reports are acted on only if signed (report_check).
+        self.check = check or report_check.ReportCheck(conf)
         self._lock = threading.Lock()
         self._fence_pool = concurrent.futures.ThreadPoolExecutor(
             self._opts.fence_workers, thread_name_prefix='doctor-fence')
@@ -210,6 +216,8 @@ class Inspector:
             durable before the report is acknowledged (requeue it).
         """
         received = received or time.time()
+        if not self.check.accept(event):
+            return None
         etype = event.event_type
         if etype.startswith('compute.instance.'):
             left = self.map.host_of(event.traits.get('instance_id'))
@@ -501,7 +509,8 @@ def get_inspector(conf):
     with _LOCK:
         if _INSPECTOR is None:
             engine = engine_mod.get_engine(conf)
-            _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf))
+            _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf),
+                                   check=report_check.get_check(conf))
             _INSPECTOR.start()
         return _INSPECTOR
 

@@ -10,6 +10,7 @@ started here is stopped by :meth:`Stack.stop`.
 
 import datetime
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import time
 import urllib.parse
 import uuid
 
+from oslo_config import cfg
 import requests
 import sqlalchemy as sa
 
@@ -306,6 +308,9 @@ class Stack:
             REPO, 'etc', 'ceilometer', 'event_pipeline.yaml')
         self.event_definitions = os.path.join(
             REPO, 'etc', 'ceilometer', 'event_definitions.yaml')
+        # Shared by the agents ([doctor_reports] secret) and the reporters
+        # of :meth:`reporter` ([doctor_monitor] secret).
+        self.report_secret = secrets.token_hex(16)
         self.aodh_url = None
         self.processes = []
         self.agents = []
@@ -424,6 +429,8 @@ class Stack:
                                  'timeline_log': 'True'},
             'doctor_nova': self.nova_credentials,
             'doctor_inspector': {'timeline_log': 'True'},
+            # The monitor's reports are signed with the stack's secret.
+            'doctor_reports': {'secret': self.report_secret},
             # Maintenance state files stay in the lab's work directory.
             'doctor_maintenance': {'state_dir': os.path.join(
                 self.workdir, 'maintenance-%s' % name)},
@@ -450,6 +457,22 @@ class Stack:
         if wait:
             self.wait_agent(proc)
         return proc
+
+    def reporter(self, secret=None):
+        """A monitor's reporter on this stack's bus (close it when done).
+
+        It signs with the stack's secret, or ``secret`` if given (``''``:
+        unsigned).
+        """
+        from doctor_ext.monitor import report
+        conf = cfg.ConfigOpts()
+        conf([], project='doctor-monitor')
+        report.register_opts(conf)
+        report.register_transport_opts(conf)
+        conf.set_override('transport_url', self.broker.url)
+        conf.set_override('secret', self.report_secret if secret is None
+                          else secret, report.GROUP)
+        return report.Reporter(conf)
 
     def wait_agent(self, proc, timeout=90):
         """Ready: alarms loaded, instance map loaded, queues consumed."""

@@ -10,6 +10,10 @@ aodh-listener an operator keeps (through Ceilometer's own ``notifier://``
 publisher, with ``policy=drop`` by default so a broker outage never blocks
 the agent).
 
+A host fault or maintenance report that the inspector's report check
+refuses (:mod:`doctor_ext.inspector.report_check`: unsigned, badly signed,
+too old, replayed) is neither evaluated nor relayed.
+
 Failure handling: an event that cannot be parsed is logged and dropped
 alone. If the alarms are not loaded yet (the Aodh database is unreachable at
 start), the publisher raises, so that Ceilometer requeues the notification
@@ -30,6 +34,7 @@ from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import journal
+from doctor_ext.inspector import report_check
 
 LOG = log.getLogger(__name__)
 
@@ -76,6 +81,7 @@ class DirectPublisher(publisher.ConfigPublisherBase):
         self._engine = engine_mod.get_engine(conf)
         self._journal = journal.FaultJournal(self._engine.store,
                                              self._engine.owner)
+        self._check = report_check.get_check(conf)
         LOG.info('doctor publisher loaded%s',
                  ' (relaying to topic %s)' % topic if topic else '')
 
@@ -84,15 +90,21 @@ class DirectPublisher(publisher.ConfigPublisherBase):
 
     def publish_events(self, events):
         received = time.time()
-        if self._relay is not None:
-            self._relay.publish_events(events)
         parsed = []
+        relayed = []
         for event in events:
             try:
-                parsed.append(events_mod.from_ceilometer(event))
+                one = events_mod.from_ceilometer(event)
             except events_mod.InvalidEvent as e:
                 LOG.error('Dropping event %s: %s',
                           getattr(event, 'message_id', '?'), e)
+                relayed.append(event)
+                continue
+            if self._check.accept(one):
+                parsed.append(one)
+                relayed.append(event)
+        if self._relay is not None and relayed:
+            self._relay.publish_events(relayed)
         if self._opts.drop_nova_duplicates:
             parsed = [e for e in parsed if not self._duplicate(e)]
         if not parsed:

@@ -17,7 +17,10 @@ from doctor_ext.inspector import fencing
 from doctor_ext.inspector import hook
 from doctor_ext.inspector import instances
 from doctor_ext.inspector import journal as journal_mod
+from doctor_ext.inspector import report_check
 from doctor_ext.lab import nova as nova_mod
+from doctor_ext.monitor import report
+from doctor_ext.monitor import signing
 from tests import fixtures as doctor_fixtures
 
 
@@ -52,6 +55,10 @@ class InspectorTest(base.BaseTestCase):
         fencing.register_opts(self.conf)
         self.nova.configure(self.conf, fencing.GROUP)
         self.conf.set_override('retry_backoff', 0.01, fencing.GROUP)
+        # Fault handling here; the report check has its tests (below, and
+        # test_report_check).
+        report_check.register_opts(self.conf)
+        self.conf.set_override('verify', False, report_check.GROUP)
         self.vms = {}
         for i in range(6):
             p = 'p%d' % (i % 3)
@@ -210,6 +217,41 @@ class InspectorTest(base.BaseTestCase):
         self.assertEqual(6, len(self.engine.batches[0]))
         # Not fenced again: Nova reported it itself.
         self.assertEqual([], self.nova.calls_to('/action$'))
+
+    def test_refused_reports_fence_nothing_notify_nobody(self):
+        self.conf.set_override('verify', True, report_check.GROUP)
+        self.conf.set_override('secret', 'shared', report_check.GROUP)
+        inspector = self.make()
+
+        def down(secret):
+            r = report.build_report('compute-1')
+            if secret:
+                r = signing.sign(secret, r['type'], r)
+            return r
+        signed = down('shared')
+        for payload, message_id in ((down(None), 'unsigned'),
+                                    (down('guessed'), 'forged'),
+                                    (signed, 'genuine'),
+                                    (signed, 'replayed')):
+            fault = inspector.handle(doctor_fixtures.report_event(
+                'compute.host.down', payload, message_id=message_id))
+            if message_id == 'genuine':
+                self.assertTrue(fault.done.wait(20))
+                # Forget it, so that a replay would be handled again.
+                up = report.build_report('compute-1', status='up')
+                self.assertIsNone(inspector.handle(
+                    doctor_fixtures.report_event('compute.host.up',
+                                                 signing.sign(
+                                                     'shared', up['type'],
+                                                     up))))
+            else:
+                self.assertIsNone(fault)
+        self.assertEqual({'unsigned': 1, 'bad signature': 1, 'replayed': 1},
+                         dict(inspector.check.refused))
+        # The genuine report alone notified and fenced.
+        self.assertEqual(1, len(self.engine.batches))
+        self.assertEqual(1, len(self.nova.calls_to('force-down|os-services/'
+                                                   '[0-9a-f-]+$', 'PUT')))
 
     def test_host_without_name_dropped_with_log(self):
         bad = events.make_event('compute.host.down', {'status': 'down'})

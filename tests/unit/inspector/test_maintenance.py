@@ -23,6 +23,7 @@ from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import hook
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
 from doctor_ext.lab import nova as nova_double
 from doctor_ext import opts
@@ -112,6 +113,9 @@ class MaintenanceTestCase(base.BaseTestCase):
         self.conf([], project='doctor-ext-test')
         self.cfg = self.useFixture(config_fixture.Config(self.conf))
         maintenance.register_opts(self.conf)
+        # Maintenance here; the report check has its own tests.
+        report_check.register_opts(self.conf)
+        self.cfg.config(group=report_check.GROUP, verify=False)
         self.state_dir = self.useFixture(fixtures.TempDir()).path
         self.cfg.config(group=maintenance.GROUP, state_dir=self.state_dir,
                         admin_project_id=self.ADMIN, check_interval=0.05)
