@@ -122,8 +122,8 @@ class TestConcurrentEvents(EngineTest):
             def __getattr__(self, name):
                 return getattr(real, name)
 
-            def claim(self, transitions, owed=(), lease=None):
-                won = real.claim(transitions, owed, lease)
+            def claim(self, transitions, owed=(), lease=None, history=()):
+                won = real.claim(transitions, owed, lease, history)
                 calls.append(won)
                 if won:
                     # The winner is slow: the loser's event arrives while
@@ -174,13 +174,13 @@ class TestBreaker(EngineTest):
                     return unavailable
                 return getattr(real, name)
 
-            def claim(self, transitions, owed=(), lease=None):
+            def claim(self, transitions, owed=(), lease=None, history=()):
                 # The engine's claims (the recorder retries its own).
                 if threading.current_thread().name != 'doctor-recorder':
                     claims.append([i for i, _ in transitions])
                 if down.is_set():
                     raise store_mod.StoreUnavailable('down')
-                return real.claim(transitions, owed, lease)
+                return real.claim(transitions, owed, lease, history)
 
         engine = self.engine(real)
         engine.store = engine.recorder._store = Store()
