@@ -206,3 +206,73 @@ class TestAgentKilledMidFault(HATest):
         tally = self.kill_and_finish('mid-fencing')
         # Nova had confirmed the force-down: it is not repeated.
         self.assertEqual(1, tally.extra['force_downs'])
+
+
+class TestThreeAgentsChaos(HATest):
+    """3 agents killed and cut off while they handle faults.
+
+    SIGKILLs and broker connection kills during 10 host failures of 100
+    VMs and a burst of 5,000 instance faults. The kills come at points
+    drawn from a seeded random generator (the seed is in the tally).
+    Nothing may be missed. Duplicates are bounded: each
+    kill can make an agent send again at most what it had in flight, its
+    executor's ``[DEFAULT] max_parallel_requests`` (64) notifications plus
+    its lanes (16 POSTs for each of the 5 consumers), counted twice (sent,
+    and taken over before its outcome was written).
+    """
+
+    HOSTS = 10
+    PER_HOST = 100
+    BURST = 5000
+    SEED = 20261130
+
+    def test_nothing_missed(self):
+        import random
+        rnd = random.Random(self.SEED)
+        hosts = ['rack-%d' % i for i in range(self.HOSTS)]
+        host_vms = self.vms(self.HOSTS * self.PER_HOST, hosts=hosts,
+                            nova=True)
+        burst_vms = self.vms(self.BURST, hosts=['compute-%d' % i
+                                                for i in range(20)])
+        alarms = self.alarm_rows(host_vms)
+        alarms.update(self.alarm_rows(burst_vms))
+        agents = [self.start_agent() for _ in range(3)]
+        tally = base.Tally('ha-3-agents-chaos', '3 agents, SIGKILLs and '
+                           'broker connection kills during 10 host failures '
+                           'of 100 VMs and a 5,000-fault burst')
+        tally.expected = set(alarms)
+        # Faults to send, interleaved; kills at random points of the send.
+        items = [('vm',) + (vm,) + v for vm, v in burst_vms.items()]
+        step = len(items) // (self.HOSTS + 1)
+        for i, host in enumerate(hosts):
+            items.insert((i + 1) * step + i, ('host', host))
+        kills = sorted(rnd.sample(range(len(items) // 10, len(items)), 3))
+        actions = dict(zip(kills, ('sigkill', 'connections', 'sigkill')))
+        done = []
+        for n, item in enumerate(items):
+            if n in actions:
+                victim = rnd.randrange(len(agents))
+                if actions[n] == 'sigkill':
+                    agents[victim], _ = self.restart_agent(agents[victim])
+                else:
+                    self.kill_agent_connections(agents[victim])
+                done.append((n, actions[n], victim))
+            if item[0] == 'vm':
+                _, vm, project, host = item
+                self.bus.instance_update(vm, project, host)
+            else:
+                self.reporter.report(item[1])
+            tally.sent += 1
+        self.wait_alarms(alarms, 240, 'every owner')
+        self.wait_not_stuck(alarms, 120)
+        self.wait_drained(120)
+        tally.count(self.received())
+        kills = sum(1 for _, what, _ in done if what == 'sigkill')
+        bound = 2 * (64 + 5 * 16) * len(done)
+        tally.extra = {'seed': self.SEED, 'injected': done,
+                       'duplicate_bound': bound,
+                       'stuck': len(self.stuck(alarms))}
+        self.record(tally)
+        self.assertEqual(2, kills)
+        self.assertEqual((0, 0), (tally.lost, tally.unexpected))
+        self.assertLessEqual(tally.duplicated, bound)
