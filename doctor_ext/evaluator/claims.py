@@ -124,8 +124,12 @@ class ClaimGroup:
             for request in batch:
                 request.error = e
         else:
+            # The alarms and the outbox rows each caller's claim took.
+            rows = {o['id']: request for request in batch
+                    for o in request.owed}
             for request in batch:
-                request.won = {i for i in won if owner.get(i) is request}
+                request.won = {i for i in won if owner.get(i, rows.get(i))
+                               is request}
         finally:
             for request in batch:
                 if not request.lead:

@@ -288,7 +288,13 @@ class Engine:
                         self.recorder.deferred_claim(alarm.alarm_id,
                                                      firing.reason)
                 alarm.state = rules.ALARM
-        firings.extend(repeating)
+        for firing in repeating:
+            # A repeating alarm fires for an event once, whichever agent
+            # evaluates it: not again if its outbox rows were already there
+            # (a redelivered event).
+            ids = {row['id'] for _, row in notes[firing]}
+            if deferred or not ids or ids & won:
+                firings.append(firing)
         for firing in firings:
             firing.recorded = not deferred
         owed = {f: [(n, None if deferred else row['id'])

@@ -15,8 +15,10 @@ other instead of deadlocking.
 The engine connects lazily; nothing here blocks service start.
 """
 
+import concurrent.futures
 import json
 import threading
+import time
 import uuid
 
 from aodh.storage.sqlalchemy import models
@@ -47,6 +49,8 @@ OPTS = [
 ]
 
 ALARM = 'alarm'
+# Seconds calls fail at once after the database failed one.
+RETRY_AFTER = 1.0
 STATE_TRANSITION = 'state transition'
 _ALARMS = models.Alarm.__table__
 _HISTORY = models.AlarmChange.__table__
@@ -86,8 +90,8 @@ written AS (
     FROM owed
     WHERE NOT owed.once OR owed.alarm_id IN (SELECT alarm_id FROM moved)
     ON CONFLICT (id) DO NOTHING
-    RETURNING 1)
-SELECT alarm_id FROM moved
+    RETURNING doctor_outbox.id)
+SELECT alarm_id FROM moved UNION ALL SELECT id FROM written
 """)
 
 
@@ -193,6 +197,10 @@ class AodhStore:
         self._conf = conf[GROUP]
         self._engine = None
         self._lock = threading.Lock()
+        # Statements run here, so that a hung one does not hold its caller.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            2 * self._conf.db_pool_size, thread_name_prefix='doctor-db')
+        self._down_until = 0.0
 
     @property
     def configured(self):
@@ -222,7 +230,33 @@ class AodhStore:
         return self._engine
 
     def run(self, what, fn):
-        """``fn(conn)`` in one transaction; errors become StoreUnavailable."""
+        """``fn(conn)`` in one transaction; errors become StoreUnavailable.
+
+        Bounded: a database that stops answering (connections open,
+        nothing coming back; PostgreSQL's driver has no read timeout) makes
+        the call fail after ``2 x db_timeout`` instead of holding the
+        caller, an agent's listener thread, for ever; the statement goes
+        on in a thread of its own until the database answers or the
+        connection drops. After such a failure, calls fail at once for
+        ``RETRY_AFTER`` seconds, so that a burst of events does not wait
+        once per event.
+        """
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable('%s skipped: the database failed %.1f s '
+                                   'ago' % (what, RETRY_AFTER))
+        future = self._executor.submit(self._run, what, fn)
+        try:
+            return future.result(2 * self._conf.db_timeout)
+        except concurrent.futures.TimeoutError:
+            self._down_until = time.monotonic() + RETRY_AFTER
+            raise StoreUnavailable('%s failed: no answer from the database '
+                                   'in %.1f s' % (what,
+                                                  2 * self._conf.db_timeout))
+        except StoreUnavailable:
+            self._down_until = time.monotonic() + RETRY_AFTER
+            raise
+
+    def _run(self, what, fn):
         try:
             engine = self._get_engine()
             with engine.begin() as conn:
@@ -260,10 +294,12 @@ class AodhStore:
         return self.run('loading alarm %s' % alarm_id, load)
 
     def claim(self, transitions, owed=(), lease=None, history=()):
-        """Move alarms to ``alarm``, write what they owe; return the moved.
+        """Move alarms to ``alarm``, write what they owe.
 
         One transaction: a claimed alarm always has its outbox rows and its
-        history row.
+        history row. Returns the ids of the alarms this call moved and of
+        the outbox rows it wrote (a row already there, from an event
+        evaluated before, is not written again).
 
         :param transitions: list of (alarm_id, reason).
         :param owed: outbox rows (:func:`.outbox.owed_row`): a row of an
@@ -319,8 +355,12 @@ class AodhStore:
                 for o in owed
                 if o['alarm_id'] not in reasons or o['alarm_id'] in won]
         if rows:
+            there = {r[0] for r in conn.execute(sa.select(_OUTBOX.c.id).where(
+                _OUTBOX.c.id.in_([r['id'] for r in rows])))}
+            rows = [r for r in rows if r['id'] not in there]
+        if rows:
             conn.execute(db_api.insert_ignore(conn, _OUTBOX), rows)
-        return won
+        return won | {r['id'] for r in rows}
 
     def finish_outbox(self, outcomes):
         """Record the outcome of owed notifications.

@@ -38,6 +38,7 @@ from oslotest import base
 import sqlalchemy as sa
 
 from doctor_ext.db import migration
+from doctor_ext.db import models as doctor_models
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import index as index_mod
@@ -205,6 +206,7 @@ class TestAgainstAodh(base.BaseTestCase):
         table = sql_models.Alarm.__table__
         with self.db.engine.begin() as conn:
             conn.execute(sql_models.AlarmChange.__table__.delete())
+            conn.execute(doctor_models.outbox.delete())
             conn.execute(table.delete())
             conn.execute(table.insert(), [dict(
                 r, type='event', description='', user_id='user',

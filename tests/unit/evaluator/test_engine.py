@@ -84,6 +84,18 @@ class EngineTest(base.BaseTestCase):
         self.assertEqual(3, len(self.db.history(a)))
         self.assertEqual('alarm', self.db.state(a))
 
+    def test_repeating_alarm_once_per_event_whoever_evaluates_it(self):
+        self.db.add_alarm(query=doctor_query('vm-1'), repeat_actions=True)
+        self.load()
+        event = vm_event('vm-1')
+        self.assertEqual(1, len(self.engine.evaluate([event])))
+        # The same event redelivered to another agent: its notification
+        # is already owed (and delivered by the outbox), not fired again.
+        other = self.make_engine()
+        self.load(other)
+        self.assertEqual([], other.evaluate([event]))
+        self.assertEqual(1, len(other.evaluate([vm_event('vm-1')])))
+
     def test_a_large_host_is_notified_chunk_by_chunk(self):
         self.useFixture(fixtures.MonkeyPatch(
             'doctor_ext.evaluator.engine.CLAIM_CHUNK', 2))
