@@ -22,6 +22,11 @@ def insert_ignore(conn, table):
     raise NotImplementedError('database %s is not supported' % name)
 
 
+def background(store):
+    """``store.background()`` where the store has one (else itself)."""
+    return store.background() if hasattr(store, 'background') else store
+
+
 def utcnow():
     """Naive UTC now, as the tables store times."""
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)

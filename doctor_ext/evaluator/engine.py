@@ -40,6 +40,7 @@ from oslo_config import cfg
 from oslo_log import log
 from oslo_utils import timeutils
 
+from doctor_ext.db import api as db_api
 from doctor_ext.db import leases
 from doctor_ext.evaluator import claims as claims_mod
 from doctor_ext.evaluator import index as index_mod
@@ -118,13 +119,15 @@ class Engine:
         self.index = index
         self.store = store
         self._notifier = notifier
-        self.recorder = recorder or recorder_mod.Recorder(store)
+        self.recorder = recorder or recorder_mod.Recorder(
+            db_api.background(store))
         self.sync = sync
         self.claims = claims_mod.ClaimGroup()
         state = conf[leases.GROUP]
         self.owner = leases.agent_id()
         self._lease = datetime.timedelta(seconds=state.lease_time)
-        self.outbox = outbox_mod.Outbox(store, self.recorder, notifier,
+        self.outbox = outbox_mod.Outbox(db_api.background(store),
+                                        self.recorder, notifier,
                                         self.owner, state.lease_time,
                                         state.retention_days)
         # Renews this process's outbox leases and takes over a dead

@@ -90,12 +90,29 @@ written AS (
     FROM owed
     WHERE NOT owed.once OR owed.alarm_id IN (SELECT alarm_id FROM moved)
     ON CONFLICT (id) DO NOTHING
-    RETURNING doctor_outbox.id)
+    RETURNING doctor_outbox.id),
+hist AS (
+    SELECT h.event_id, h.alarm_id, h.on_behalf_of, h.project_id, h.user_id,
+        h.type, h.detail, h.ts, h.severity, h.once
+    FROM json_to_recordset(CAST(:history AS json)) AS h(
+        event_id text, alarm_id text, on_behalf_of text, project_id text,
+        user_id text, type text, detail text, ts text, severity text,
+        once boolean)),
+recorded AS (
+    INSERT INTO alarm_history (event_id, alarm_id, on_behalf_of, project_id,
+        user_id, type, detail, timestamp, severity)
+    SELECT hist.event_id, hist.alarm_id, hist.on_behalf_of, hist.project_id,
+        hist.user_id, hist.type, hist.detail, CAST(hist.ts AS timestamp),
+        hist.severity
+    FROM hist
+    WHERE NOT hist.once OR hist.alarm_id IN (SELECT alarm_id FROM moved)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1)
 SELECT alarm_id FROM moved UNION ALL SELECT id FROM written
 """)
 
 
-def _claim_pg(conn, reasons, owed, lease, now):
+def _claim_pg(conn, reasons, owed, lease, now, changes=()):
     # The wanted rows as one JSON parameter: the driver's escaping of two
     # text arrays costs more than the statement itself.
     wanted = json.dumps([{'id': i, 'reason': r} for i, r in reasons.items()])
@@ -103,7 +120,10 @@ def _claim_pg(conn, reasons, owed, lease, now):
         'wanted': wanted, 'alarm': ALARM, 'now': now,
         'owed': json.dumps([dict(o, once=o['alarm_id'] in reasons)
                             for o in owed]),
-        'owner': lease[0], 'lease_until': lease[1]})
+        'owner': lease[0], 'lease_until': lease[1],
+        'history': json.dumps([dict(_history_json(c),
+                                    once=c['alarm_id'] in reasons)
+                               for c in changes])})
     return {r[0] for r in rows}
 
 
@@ -121,14 +141,27 @@ ON CONFLICT (event_id) DO NOTHING
 """)
 
 
+# Outcomes of owed notifications, a batch in one PostgreSQL statement.
+_PG_OUTCOMES = sa.text("""
+UPDATE doctor_outbox SET state = o.state, error = o.error,
+    lease_owner = NULL, lease_until = NULL, updated_at = :now
+FROM json_to_recordset(CAST(:rows AS json)) AS o(
+    id text, state text, error text)
+WHERE doctor_outbox.id = o.id
+""")
+
+
+def _history_json(r):
+    return {'event_id': r['event_id'], 'alarm_id': r['alarm_id'],
+            'on_behalf_of': r['on_behalf_of'], 'project_id': r['project_id'],
+            'user_id': r['user_id'], 'type': r['type'],
+            'detail': r['detail'], 'severity': r['severity'],
+            'ts': r['timestamp'].isoformat() if r['timestamp'] else None}
+
+
 def _record_pg(conn, rows):
-    conn.execute(_PG_HISTORY, {'rows': json.dumps([{
-        'event_id': r['event_id'], 'alarm_id': r['alarm_id'],
-        'on_behalf_of': r['on_behalf_of'], 'project_id': r['project_id'],
-        'user_id': r['user_id'], 'type': r['type'],
-        'detail': r['detail'], 'severity': r['severity'],
-        'ts': r['timestamp'].isoformat() if r['timestamp'] else None}
-        for r in rows])})
+    conn.execute(_PG_HISTORY, {'rows': json.dumps(
+        [_history_json(r) for r in rows])})
 
 
 def _history_rows(changes):
@@ -192,11 +225,13 @@ def _unavailable(what, error):
 class AodhStore:
     """Event alarms, state claims and history in Aodh's database."""
 
-    def __init__(self, conf):
+    def __init__(self, conf, bounded=True):
         register_opts(conf)
         self._conf = conf[GROUP]
         self._engine = None
         self._lock = threading.Lock()
+        self._bounded = bounded
+        self._background = None
         # Statements run here, so that a hung one does not hold its caller.
         self._executor = concurrent.futures.ThreadPoolExecutor(
             2 * self._conf.db_pool_size, thread_name_prefix='doctor-db')
@@ -206,7 +241,7 @@ class AodhStore:
     def configured(self):
         return bool(self._conf.aodh_connection)
 
-    def _get_engine(self):
+    def _get_engine_here(self):
         if self._engine is not None:
             return self._engine
         with self._lock:
@@ -241,6 +276,8 @@ class AodhStore:
         ``RETRY_AFTER`` seconds, so that a burst of events does not wait
         once per event.
         """
+        if not self._bounded:
+            return self._run(what, fn)
         if time.monotonic() < self._down_until:
             raise StoreUnavailable('%s skipped: the database failed %.1f s '
                                    'ago' % (what, RETRY_AFTER))
@@ -255,6 +292,27 @@ class AodhStore:
         except StoreUnavailable:
             self._down_until = time.monotonic() + RETRY_AFTER
             raise
+
+    def background(self):
+        """This store, for background threads.
+
+        Same connection pool; calls are neither bounded nor skipped (those
+        threads retry on their own).
+        """
+        with self._lock:
+            if self._background is None:
+                other = AodhStore.__new__(AodhStore)
+                other.__dict__.update(self.__dict__)
+                other._bounded = False
+                other._owner = self
+                self._background = other
+            return self._background
+
+    def _get_engine(self):
+        owner = getattr(self, '_owner', None)
+        if owner is not None:
+            return owner._get_engine()
+        return self._get_engine_here()
 
     def _run(self, what, fn):
         try:
@@ -318,9 +376,8 @@ class AodhStore:
 
         def run(conn):
             if conn.dialect.name == 'postgresql':
-                won = _claim_pg(conn, reasons, owed, lease, now)
-            else:
-                won = self._claim_rows(conn, reasons, owed, lease, now)
+                return _claim_pg(conn, reasons, owed, lease, now, changes)
+            won = self._claim_rows(conn, reasons, owed, lease, now)
             if changes:
                 _insert_history(conn, [
                     c for c in changes if c['alarm_id'] not in reasons or
@@ -372,6 +429,12 @@ class AodhStore:
         now = timeutils.utcnow()
 
         def run(conn):
+            if conn.dialect.name == 'postgresql':
+                # One statement for the batch.
+                conn.execute(_PG_OUTCOMES, {'now': now, 'rows': json.dumps(
+                    [{'id': i, 'state': state, 'error': error}
+                     for i, (state, error) in outcomes])})
+                return
             conn.execute(
                 _OUTBOX.update().where(
                     _OUTBOX.c.id == sa.bindparam('b_id')).values(

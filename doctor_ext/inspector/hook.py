@@ -132,6 +132,33 @@ class HostFault:
         self.done = threading.Event()
 
 
+class _Batch:
+    """Resets confirmed by Nova, journaled ``size`` at a time.
+
+    A crash repeats at most one batch of resets Nova had confirmed.
+    """
+
+    def __init__(self, write, size=50):
+        self._write = write
+        self._size = size
+        self._pending = {}
+        self._lock = threading.Lock()
+
+    def add(self, server_id, ok):
+        with self._lock:
+            self._pending[server_id] = ok
+            if len(self._pending) < self._size:
+                return
+            batch, self._pending = self._pending, {}
+        self._write(batch)
+
+    def flush(self):
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        if batch:
+            self._write(batch)
+
+
 # Longest wait between two tries to find the instances of a fault.
 RESOLVE_RETRY_MAX = 60.0
 
@@ -231,7 +258,9 @@ class Inspector:
         etype = event.event_type
         if etype.startswith('compute.instance.'):
             try:
-                left = self.map.host_of(event.traits.get('instance_id'))
+                # Where it was matters only to a host in maintenance.
+                left = (self.map.host_of(event.traits.get('instance_id'))
+                        if self.maintenance.active else None)
                 self.map.apply(event)
             except store_mod.StoreUnavailable as e:
                 # The evaluator still tells the owners about this event;
@@ -485,9 +514,11 @@ class Inspector:
             fault.times['forced_down'] = time.time()
             ids = [i.instance_id for i in fault.instances
                    if record.resets.get(i.instance_id) != journal_mod.DONE]
+            confirmed = _Batch(lambda done: self._note('reset', record, done))
             fault.reset = self.fencer.reset_to_error(
-                ids, on_result=lambda sid, r: self._journal_reset(
-                    record, sid, r)) if ids else {}
+                ids, on_result=lambda sid, r: confirmed.add(
+                    sid, r == fencing.OK)) if ids else {}
+            confirmed.flush()
             fault.times['reset'] = time.time()
             failed = {k: v for k, v in fault.reset.items()
                       if v != fencing.OK}
@@ -505,9 +536,6 @@ class Inspector:
             self._release(fault)
             fault.done.set()
             self._log_timeline(fault)
-
-    def _journal_reset(self, record, server_id, result):
-        self._note('reset', record, server_id, result == fencing.OK)
 
     # -- the sweep: leases of this process, faults of dead agents ----------
     def sweep(self):

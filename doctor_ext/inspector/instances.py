@@ -25,6 +25,7 @@ import threading
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from doctor_ext.db import api as db_api
 from doctor_ext.db import models
@@ -93,14 +94,17 @@ class SharedResourceMap:
     """
 
     def __init__(self, store):
+        # Events are written from the listener threads (bounded calls),
+        # listings from the loader thread.
         self._store = store
-        self.loaded = _Synced(store)
+        self._bg = db_api.background(store)
+        self.loaded = _Synced(self._bg)
 
     def __len__(self):
         def count(conn):
             return conn.execute(sa.select(sa.func.count()).select_from(
                 T).where(T.c.present)).scalar()
-        return self._store.run('counting instances', count)
+        return self._bg.run('counting instances', count)
 
     def on_host(self, host):
         """The instances on ``host`` (a snapshot list)."""
@@ -120,7 +124,7 @@ class SharedResourceMap:
             return [r[0] for r in conn.execute(
                 sa.select(T.c.host).where(T.c.present,
                                           T.c.host.is_not(None)).distinct())]
-        return self._store.run('reading hosts', read)
+        return self._bg.run('reading hosts', read)
 
     def apply(self, event):
         """Follow a ``compute.instance.*`` event; True if it names one.
@@ -142,6 +146,16 @@ class SharedResourceMap:
                    'state': inst.state, 'present': True, 'as_of': as_of}
 
         def write(conn):
+            if conn.dialect.name == 'postgresql':
+                # One statement: insert, or update unless a newer row is
+                # there already.
+                insert = postgresql.insert(T).values(row)
+                conn.execute(insert.on_conflict_do_update(
+                    index_elements=[T.c.instance_id],
+                    set_={k: insert.excluded[k] for k in row
+                          if k != 'instance_id'},
+                    where=T.c.as_of <= insert.excluded.as_of))
+                return
             newer = conn.execute(T.update().where(
                 T.c.instance_id == instance_id, T.c.as_of <= as_of).values(
                     {k: v for k, v in row.items() if k != 'instance_id'}))
@@ -191,5 +205,5 @@ class SharedResourceMap:
                          [{'name': SYNCED, 'value': None}])
             conn.execute(meta.update().where(meta.c.name == SYNCED).values(
                 value=as_of.isoformat(), updated_at=as_of))
-        self._store.run('storing the instance map from Nova', write)
+        self._bg.run('storing the instance map from Nova', write)
         self.loaded.set()

@@ -109,8 +109,12 @@ class _Memory:
         fault.forced_down = DONE if ok else FAILED
 
     @staticmethod
-    def reset(fault, instance_id, ok):
-        fault.resets[instance_id] = DONE if ok else FAILED
+    def reset(fault, instance_id, ok=None):
+        if isinstance(instance_id, dict):
+            for i, done in instance_id.items():
+                fault.resets[i] = DONE if done else FAILED
+        else:
+            fault.resets[instance_id] = DONE if ok else FAILED
 
     @staticmethod
     def fenced(fault, ok):
@@ -128,12 +132,15 @@ class FaultJournal:
     """
 
     def __init__(self, store, owner, lease=15.0):
+        # Reports are recorded from the agent's listener threads (bounded
+        # calls); progress and sweeps from background threads.
         self._store = store
+        self._bg = db_api.background(store)
         self.owner = owner
         self.lease = datetime.timedelta(seconds=lease)
 
-    def _run(self, what, fn):
-        return self._store.run(what, fn)
+    def _run(self, what, fn, background=True):
+        return (self._bg if background else self._store).run(what, fn)
 
     # -- a new report --------------------------------------------------------
     def open(self, host, event, instances, fence, memory, detected=None):
@@ -187,7 +194,8 @@ class FaultJournal:
             conn.execute(H.update().where(H.c.host == host).values(
                 fault_id=fault_id, down_since=now))
             return 'new', _fault(row, instances or ())
-        return self._run('recording the fault of host %s' % host, write)
+        return self._run('recording the fault of host %s' % host, write,
+                         background=False)
 
     def _take(self, conn, row, now):
         """The fault of ``row``, leased to this agent if it is free."""
@@ -220,7 +228,8 @@ class FaultJournal:
             return conn.execute(H.update().where(
                 H.c.host == host, H.c.fault_id.is_not(None)).values(
                     fault_id=None, down_since=None)).rowcount
-        return self._run('recording host %s up' % host, write) > 0
+        return self._run('recording host %s up' % host, write,
+                         background=False) > 0
 
     # -- progress ------------------------------------------------------------
     def _update(self, fault_id, what, **values):
@@ -266,15 +275,18 @@ class FaultJournal:
         self._update(fault.fault_id, 'recording the force-down of %s'
                      % fault.host, forced_down=fault.forced_down)
 
-    def reset(self, fault, instance_id, ok):
-        MEMORY.reset(fault, instance_id, ok)
-        outcome = fault.resets[instance_id]
+    def reset(self, fault, results):
+        """Record resets Nova answered: ``{instance_id: ok}``."""
+        for instance_id, ok in results.items():
+            MEMORY.reset(fault, instance_id, ok)
 
         def write(conn):
             conn.execute(FI.update().where(
                 FI.c.fault_id == fault.fault_id,
-                FI.c.instance_id == instance_id).values(reset=outcome))
-        self._run('recording the reset of %s' % instance_id, write)
+                FI.c.instance_id == sa.bindparam('b_id')).values(
+                    reset=sa.bindparam('b_reset')),
+                [{'b_id': i, 'b_reset': fault.resets[i]} for i in results])
+        self._run('recording %d reset(s)' % len(results), write)
 
     def fenced(self, fault, ok):
         MEMORY.fenced(fault, ok)
@@ -333,7 +345,7 @@ class FaultJournal:
                 FI.c.fault_id.in_(recent.scalar_subquery())).values(
                     nova_seen=True)).rowcount
         return self._run('checking the ledger for %s' % instance_id,
-                         write) > 0
+                         write, background=False) > 0
 
     # -- reading -------------------------------------------------------------
     def get(self, fault_id):

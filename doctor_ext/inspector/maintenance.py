@@ -372,6 +372,11 @@ class MaintenanceTracker:
         return self.enter(host, reason, 'service.update',
                           project=event.project, received=received)
 
+    @property
+    def active(self):
+        """True while a host is in maintenance (instance moves matter)."""
+        return bool(self._hosts)
+
     def follow(self, event, left):
         """An instance event applied to the map; ``left`` its host before.
 

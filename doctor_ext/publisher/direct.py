@@ -118,6 +118,10 @@ class DirectPublisher(publisher.ConfigPublisherBase):
         instance_id = event.traits.get('instance_id')
         if not instance_id:
             return False
+        # Only a repeating alarm would notify twice (a non-repeating one
+        # is already claimed): ask the journal only then.
+        if not any(a.repeat_actions for a in self._engine.index.match(event)):
+            return False
         try:
             seen = self._journal.nova_update_seen(instance_id)
         except store_mod.StoreUnavailable as e:

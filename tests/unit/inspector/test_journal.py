@@ -88,8 +88,7 @@ class TestJournal(base.BaseTestCase):
         a = self.agent('a')
         _, fault = a.open('compute-1', report(), VMS, True, 3600)
         a.forced_down(fault, True)
-        a.reset(fault, 'vm-0', True)
-        a.reset(fault, 'vm-1', False)
+        a.reset(fault, {'vm-0': True, 'vm-1': False})
         seen = self.agent('b').get(fault.fault_id)
         self.assertEqual(journal_mod.DONE, seen.forced_down)
         self.assertEqual({'vm-0': journal_mod.DONE,
