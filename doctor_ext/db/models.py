@@ -30,7 +30,7 @@ instances = sa.Table(
     sa.Column('project_id', sa.String(_ID)),
     sa.Column('user_id', sa.String(_ID)),
     sa.Column('host', sa.String(_HOST), index=True),
-    sa.Column('state', sa.String(32)),
+    sa.Column('state', sa.String(255)),
     # False for a deleted instance, kept so that an older update that
     # arrives late does not bring it back.
     sa.Column('present', sa.Boolean, nullable=False, default=True),
@@ -63,7 +63,7 @@ faults = sa.Table(
     sa.Column('event_type', sa.String(_HOST)),
     sa.Column('monitor_event_id', sa.String(_HOST)),
     sa.Column('cause', sa.Text),
-    sa.Column('severity', sa.String(32)),
+    sa.Column('severity', sa.String(255)),
     # resolving (instances not known yet) -> notifying -> notified
     sa.Column('state', sa.String(16), nullable=False),
     # none (the policy does not fence) | pending | done | failed
@@ -85,7 +85,7 @@ fault_instances = sa.Table(
     sa.Column('instance_id', sa.String(_ID), primary_key=True, index=True),
     sa.Column('project_id', sa.String(_ID)),
     sa.Column('user_id', sa.String(_ID)),
-    sa.Column('old_state', sa.String(32)),
+    sa.Column('old_state', sa.String(255)),
     # pending | done | failed: the reset to error in Nova
     sa.Column('reset', sa.String(16), nullable=False),
     # Nova's own update to error, once seen, is not notified again.

@@ -214,10 +214,20 @@ class StoreUnavailable(Exception):
     """The Aodh database cannot be reached; the message says why."""
 
 
+class BadRecord(ValueError):
+    """The database refused what was written (too long, malformed).
+
+    Not an outage: the caller drops that input alone.
+    """
+
+
 def _unavailable(what, error):
     # The URL may carry a password: never log it, only the error class and
     # the driver's short message.
-    return StoreUnavailable('%s failed: %s' % (
+    cls = (BadRecord if isinstance(error, (sa.exc.DataError,
+                                           sa.exc.IntegrityError))
+           else StoreUnavailable)
+    return cls('%s failed: %s' % (
         what, str(getattr(error, 'orig', None) or error.__class__.__name__
                   ).splitlines()[0][:200]))
 

@@ -262,6 +262,10 @@ class Inspector:
                 left = (self.map.host_of(event.traits.get('instance_id'))
                         if self.maintenance.active else None)
                 self.map.apply(event)
+            except store_mod.BadRecord as e:
+                LOG.error('Instance map not updated from %s %s: %s', etype,
+                          event.message_id, e)
+                return None
             except store_mod.StoreUnavailable as e:
                 # The evaluator still tells the owners about this event;
                 # the map catches up from Nova once the database is back.
@@ -322,6 +326,10 @@ class Inspector:
             status, record = self.journal.open(
                 host, event, instances, fence, self._opts.fault_memory,
                 detected=received)
+        except store_mod.BadRecord as e:
+            LOG.error('Dropping %s report %s of host %s: %s',
+                      event.event_type, event.message_id, host[:255], e)
+            return None
         except store_mod.StoreUnavailable as e:
             status, record = 'new', self._transient(host, event, fence, e)
         if status == 'repeat':

@@ -83,7 +83,7 @@ def _fault(row, instances=(), resets=None):
 def _instance_rows(fault_id, instances):
     return [{'fault_id': fault_id, 'instance_id': i.instance_id,
              'project_id': i.project_id, 'user_id': i.user_id,
-             'old_state': (i.state or '')[:32] or None, 'reset': PENDING,
+             'old_state': (i.state or '')[:255] or None, 'reset': PENDING,
              'nova_seen': False} for i in instances]
 
 

@@ -149,7 +149,8 @@ class TestOutbox(StoreTest):
         free = self.db.add_alarm()
         store = self.store()
         bad = dict(self.owed(free), action=None)   # NOT NULL violated
-        self.assertRaises(store_mod.StoreUnavailable, store.claim,
+        # Refused data, not an outage.
+        self.assertRaises(store_mod.BadRecord, store.claim,
                           [(free, 'r')], [bad])
         self.assertNotEqual('alarm', self.db.state(free))
         self.assertEqual({}, self.outbox())

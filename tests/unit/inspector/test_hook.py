@@ -6,7 +6,10 @@ tables on a real PostgreSQL; the evaluator is a recorder of what it was
 handed.
 """
 
+import logging
 import threading
+
+import fixtures
 
 from oslo_config import cfg
 from oslotest import base
@@ -281,6 +284,22 @@ class InspectorTest(base.BaseTestCase):
         self.assertEqual(1, len(self.engine.batches))
         self.assertEqual(1, len(self.nova.calls_to('force-down|os-services/'
                                                    '[0-9a-f-]+$', 'PUT')))
+
+    def test_instance_the_database_refuses_dropped_alone(self):
+        log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        self.assertIsNone(self.inspector.handle(events.make_event(
+            'compute.instance.update', {
+                'instance_id': 'x' * 200, 'tenant_id': 'p9',
+                'host': 'compute-3', 'state': 'active'})))
+        self.assertIn('Instance map not updated from compute.instance.update',
+                      log.output)
+        # Not taken for an outage: the next event is written.
+        vm = self.nova.add_server('compute-3', 'p9')
+        self.inspector.handle(events.make_event(
+            'compute.instance.update', {
+                'instance_id': vm, 'tenant_id': 'p9', 'host': 'compute-3',
+                'state': 'active'}))
+        self.assertEqual('compute-3', self.inspector.map.host_of(vm))
 
     def test_host_without_name_dropped_with_log(self):
         bad = events.make_event('compute.host.down', {'status': 'down'})

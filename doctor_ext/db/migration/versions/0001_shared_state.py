@@ -27,7 +27,7 @@ def upgrade():
         sa.Column('project_id', sa.String(64)),
         sa.Column('user_id', sa.String(64)),
         sa.Column('host', sa.String(255)),
-        sa.Column('state', sa.String(32)),
+        sa.Column('state', sa.String(255)),
         sa.Column('present', sa.Boolean, nullable=False),
         sa.Column('as_of', DATETIME, nullable=False))
     op.create_index('ix_doctor_instance_host', 'doctor_instance', ['host'])
@@ -50,7 +50,7 @@ def upgrade():
         sa.Column('event_type', sa.String(255)),
         sa.Column('monitor_event_id', sa.String(255)),
         sa.Column('cause', sa.Text),
-        sa.Column('severity', sa.String(32)),
+        sa.Column('severity', sa.String(255)),
         sa.Column('state', sa.String(16), nullable=False),
         sa.Column('fence', sa.String(16), nullable=False),
         sa.Column('forced_down', sa.String(16)),
@@ -70,7 +70,7 @@ def upgrade():
         sa.Column('instance_id', sa.String(64), primary_key=True),
         sa.Column('project_id', sa.String(64)),
         sa.Column('user_id', sa.String(64)),
-        sa.Column('old_state', sa.String(32)),
+        sa.Column('old_state', sa.String(255)),
         sa.Column('reset', sa.String(16), nullable=False),
         sa.Column('nova_seen', sa.Boolean, nullable=False))
     op.create_index('ix_doctor_fault_instance_instance_id',
