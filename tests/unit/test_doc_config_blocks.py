@@ -97,12 +97,20 @@ def config_blocks(path):
             'report_level': 5, 'halt_level': 5,
             'warning_stream': io.StringIO(), 'file_insertion_enabled': False,
             'syntax_highlight': 'none'})
+    lines = source.splitlines()
     target = None
+    line = 0
     for node in doctree.findall():
         if isinstance(node, nodes.literal_block):
             text = node.astext()
+            # docutils gives no line to a code-block: the next one that
+            # starts as it does.
+            first = (text.strip().splitlines() or [''])[0].strip()
+            line = node.line or next(
+                (n for n in range(line + 1, len(lines) + 1)
+                 if lines[n - 1].strip() == first), None)
             if SECTION.search(text):
-                yield node.line, target, text
+                yield line, target, text
         elif (isinstance(node, nodes.Text) and
               not any(isinstance(p, nodes.literal_block)
                       for p in _ancestors(node))):
