@@ -5,23 +5,27 @@ import itertools
 
 def list_opts():
     """Options read inside ceilometer-agent-notification."""
+    from doctor_ext.db import leases
     from doctor_ext.evaluator import engine
     from doctor_ext.evaluator import store
     from doctor_ext.evaluator import sync
     from doctor_ext.inspector import fencing
     from doctor_ext.inspector import hook
     from doctor_ext.inspector import maintenance
+    from doctor_ext.inspector import report_check
     from doctor_ext.notifier import http
     from doctor_ext.publisher import direct
     return [
         (hook.GROUP, hook.OPTS),
+        (report_check.GROUP, report_check.OPTS),
         (maintenance.GROUP, maintenance.OPTS),
         (fencing.GROUP, list(itertools.chain(fencing.OPTS,
                                              fencing.list_auth_opts()))),
         (direct.GROUP, direct.OPTS),
         (engine.GROUP, list(itertools.chain(engine.OPTS, store.OPTS,
                                             sync.OPTS))),
-        (http.GROUP, http.OPTS),
+        (http.GROUP, http.list_opts()),
+        (leases.GROUP, leases.OPTS),
     ]
 
 

@@ -10,7 +10,9 @@ A caller alone (one fault) runs its claim at once: nothing waits to batch.
 
 The outcome is the same as claiming separately: an alarm wanted by two
 queued callers goes to the first (the second would have lost it in the
-database), and a database error reaches every caller of that claim.
+database), with the outbox rows of the first; owed rows of alarms that are
+not claimed (repeating alarms) are all written; and a database error
+reaches every caller of that claim.
 """
 
 import collections
@@ -18,11 +20,11 @@ import threading
 
 
 class _Request:
-    __slots__ = ('transitions', 'refire', 'done', 'won', 'error', 'lead')
+    __slots__ = ('transitions', 'owed', 'done', 'won', 'error', 'lead')
 
-    def __init__(self, transitions, refire):
+    def __init__(self, transitions, owed):
         self.transitions = transitions
-        self.refire = refire
+        self.owed = owed
         self.done = threading.Event()
         self.won = None
         self.error = None
@@ -31,7 +33,7 @@ class _Request:
 
 
 class ClaimGroup:
-    """Runs ``claim(transitions, refire) -> won ids`` for concurrent callers.
+    """Runs ``claim(transitions, owed) -> won ids`` for concurrent callers.
 
     ``claim`` is the store's claim (:meth:`.store.AodhStore.claim`); it is
     passed per call so that the store can be swapped (tests, reconnects).
@@ -49,8 +51,8 @@ class ClaimGroup:
         with self._lock:
             return len(self._queue)
 
-    def claim(self, claim, transitions, refire=()):
-        request = _Request(list(transitions), set(refire))
+    def claim(self, claim, transitions, owed=()):
+        request = _Request(list(transitions), list(owed))
         with self._lock:
             if self._busy:
                 self._queue.append(request)
@@ -97,17 +99,17 @@ class ClaimGroup:
     @staticmethod
     def _run(claim, batch):
         owner = {}          # alarm id -> the request it is claimed for
-        transitions, refire = [], set()
+        transitions, owed = [], []
         for request in batch:
             for alarm_id, reason in request.transitions:
                 if alarm_id not in owner:
                     owner[alarm_id] = request
                     transitions.append((alarm_id, reason))
-                    if alarm_id in request.refire:
-                        refire.add(alarm_id)
+        for request in batch:
+            owed.extend(o for o in request.owed
+                        if owner.get(o['alarm_id'], request) is request)
         try:
-            won = claim(transitions, refire) if refire else claim(
-                transitions)
+            won = claim(transitions, owed)
         except BaseException as e:
             # Every caller of this claim raises it (the leader too), so
             # that none returns without an answer.

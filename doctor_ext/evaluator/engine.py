@@ -7,32 +7,30 @@ inspector hook (see :func:`get_engine`). For a batch of events it
    ones whose conditions hold (:mod:`.rules`);
 2. claims the transitions of non-repeating alarms in Aodh's database, one
    transaction per ``CLAIM_CHUNK`` alarms (:mod:`.store`), so each fires
-   once across agents; events evaluated at the same time in other threads
-   share that transaction (:mod:`.claims`);
-3. hands one notification per alarm action to the notifier
+   once across agents; the same transaction writes the notifications each
+   claimed alarm owes to the outbox (:mod:`.outbox`), and those of the
+   repeating alarms the events fire; events evaluated at the same time in
+   other threads share that transaction (:mod:`.claims`);
+3. hands each notification to the notifier
    (:mod:`doctor_ext.notifier.http`), which delivers in the background,
-   chunk by chunk: the first owners of a large host are being notified
-   while the rest is claimed;
+   chunk by chunk (the first owners of a large host are being notified
+   while the rest is claimed); the outcome goes back to the outbox row;
 4. queues history rows for Aodh (:mod:`.recorder`), off the hot path.
+
+Delivery is at-least-once across agent crashes: a notification whose agent
+died before its outcome was recorded is delivered by another agent, or by
+the restarted one, once its lease runs out (:mod:`.outbox`). A redelivered
+event finds its alarms claimed and owes nothing new.
 
 If the database is unreachable, evaluation goes on from the index: a
 non-repeating alarm fires on this process's own view of its state, and the
-claim is written when the database returns. Once a claim has failed, later
+claim is written when the database returns; these notifications have no
+outbox row (delivered from memory only). Once a claim has failed, later
 events do not wait for the database (up to ``db_timeout`` each when it
 hangs): they fire on local state until the recorder's next write succeeds.
-
-At-least-once (``evaluate(..., at_least_once=True)``, used by the publishers
-when ``[doctor_publisher] delivery_wait`` is set, so that a notification is
-acknowledged only once its POSTs are done): when a notification is
-redelivered because the agent that handled it died (or lost its broker
-connection) before acknowledging it, a non-repeating alarm that the same
-event already moved to ``alarm`` fires again, unless this process fired it
-itself. The event's ``message_id`` is in the stored ``state_reason`` (Aodh's
-reason text), so this costs no extra database round trip. The consumer may
-then get the notification twice; the history row is written once (its id is
-derived from the alarm and the event).
 """
 
+import datetime
 import json
 import threading
 import time
@@ -42,9 +40,10 @@ from oslo_config import cfg
 from oslo_log import log
 from oslo_utils import timeutils
 
+from doctor_ext.db import leases
 from doctor_ext.evaluator import claims as claims_mod
-from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import index as index_mod
+from doctor_ext.evaluator import outbox as outbox_mod
 from doctor_ext.evaluator import recorder as recorder_mod
 from doctor_ext.evaluator import rules
 from doctor_ext.evaluator import store as store_mod
@@ -74,12 +73,6 @@ OPTS = [
                 help='Log one line per fired alarm with the time of each '
                      'step (received, parsed, evaluated, fired), for the '
                      'Doctor timeline.'),
-    cfg.StrOpt('telemetry_secret_check', default='verify',
-               choices=['verify', 'off'],
-               help='Serialized events from the bus whose '
-                    'message_signature does not verify against '
-                    '[publisher] telemetry_secret are rejected ("verify") '
-                    'when a secret is set.'),
 ]
 
 
@@ -118,20 +111,43 @@ def reason_for(alarm, event):
 
 class Engine:
     def __init__(self, conf, index, store, notifier, recorder=None,
-                 sync=None):
+                 sync=None, sweeper=None):
         register_opts(conf)
+        leases.register_opts(conf)
         self._conf = conf[GROUP]
         self.index = index
         self.store = store
-        self.notifier = notifier
+        self._notifier = notifier
         self.recorder = recorder or recorder_mod.Recorder(store)
         self.sync = sync
         self.claims = claims_mod.ClaimGroup()
+        state = conf[leases.GROUP]
+        self.owner = leases.agent_id()
+        self._lease = datetime.timedelta(seconds=state.lease_time)
+        self.outbox = outbox_mod.Outbox(store, self.recorder, notifier,
+                                        self.owner, state.lease_time,
+                                        state.retention_days)
+        # Renews this process's outbox leases and takes over a dead
+        # agent's (started by build_engine; tests sweep by hand).
+        self.sweeper = sweeper or leases.Sweeper(conf)
         self._state_lock = threading.Lock()
         self._fired = {}
         # The recorder's write count when a claim failed: until it writes
         # again, claims do not wait for the database.
         self._db_down = None
+
+    @property
+    def notifier(self):
+        return self._notifier
+
+    @notifier.setter
+    def notifier(self, notifier):
+        self._notifier = self.outbox.notifier = notifier
+
+    def start_sweeping(self):
+        """Renew this process's outbox leases, take over expired ones."""
+        self.sweeper.add('the outbox', self.outbox.sweep)
+        self.sweeper.add('old outbox rows', self.outbox.purge, every=3600)
 
     # -- readiness ---------------------------------------------------------
     def wait_ready(self, timeout=None):
@@ -142,12 +158,9 @@ class Engine:
         return self.sync.loaded.wait(timeout)
 
     # -- evaluation --------------------------------------------------------
-    def evaluate(self, events, received=None, at_least_once=False):
+    def evaluate(self, events, received=None):
         """Evaluate parsed events; return the :class:`Firing` list.
 
-        :param at_least_once: a non-repeating alarm already moved to
-            ``alarm`` by this very event (a redelivered notification) fires
-            again unless this process fired it (see the module doc).
         :raises NotReady: the alarms could not be loaded in time.
         """
         received = received or time.time()
@@ -155,7 +168,6 @@ class Engine:
             raise NotReady('event alarms not loaded from Aodh yet')
         parsed = time.time()
         once = {}       # alarm_id -> (alarm, event, state): non-repeating
-        refire = set()  # of once: claimed by this event, maybe not notified
         repeat = []     # (alarm, event)
         for event in events:
             for alarm in self.index.match(event):
@@ -165,23 +177,17 @@ class Engine:
                     continue
                 elif alarm.state != rules.ALARM:
                     once[alarm.alarm_id] = (alarm, event, alarm.state)
-                elif (at_least_once and
-                      alarm.claim_event == event.message_id and
-                      (alarm.alarm_id, event.message_id) not in self._fired):
-                    once[alarm.alarm_id] = (alarm, event, alarm.state)
-                    refire.add(alarm.alarm_id)
         evaluated = time.time()
         firings = []
-        refire = refire if at_least_once else set()
+        # Repeating alarms' outbox rows go with the first claim.
+        repeating = self._repeat(repeat)
         # A large host is claimed in chunks, each notified as soon as it is
         # claimed: the first owners hear while the rest is being claimed.
         pending = list(once.items())
-        for start in range(0, len(pending), CLAIM_CHUNK):
+        for start in range(0, max(len(pending), 1), CLAIM_CHUNK):
             chunk = dict(pending[start:start + CLAIM_CHUNK])
-            firings.extend(self._fire(self._claim(
-                chunk, refire.intersection(chunk))))
-        if repeat:
-            firings.extend(self._fire(self._repeat(repeat)))
+            extra, repeating = repeating, []
+            firings.extend(self._fire(*self._claim(chunk, extra)))
         for firing in firings:
             firing.times.update(received=received, parsed=parsed,
                                 evaluated=evaluated)
@@ -193,15 +199,15 @@ class Engine:
                          received, parsed, evaluated, firing.times['fired'])
         return firings
 
-    def _fire(self, firings):
-        """Queue the notifications and the history rows of ``firings``."""
+    def _fire(self, firings, owed):
+        """Queue the notifications and the history rows of ``firings``.
+
+        :param owed: firing -> [(notification, outbox row id or None)].
+        """
         now = timeutils.utcnow()
-        # Build every notification first, then queue them all: delivery
-        # threads started by the first ones would slow the building of the
-        # rest.
-        notes = [(f, self._notifications(f)) for f in firings]
-        for firing, batch in notes:
-            firing.deliveries = [self.notifier.submit(n) for n in batch]
+        for firing in firings:
+            firing.deliveries = [self.outbox.deliver(n, owed_id)
+                                 for n, owed_id in owed[firing]]
         for firing in firings:
             if firing.alarm.repeat_actions:
                 # Queued before the history row: written with or before it.
@@ -213,10 +219,25 @@ class Engine:
             firing.times['fired'] = fired
         return firings
 
-    def _claim(self, once, refire=()):
-        if not once:
-            return []
-        reasons = {i: reason_for(a, e) for i, (a, e, _) in once.items()}
+    def _owed(self, firing):
+        """The notifications of ``firing`` with their outbox rows."""
+        notes = self._notifications(firing)
+        return [(n, outbox_mod.owed_row(n, firing.event.message_id, i))
+                for i, n in enumerate(notes)]
+
+    def _claim(self, once, repeating=()):
+        """Claim ``once``; returns (firings, owed) of it and ``repeating``.
+
+        ``repeating`` are firings of repeating alarms: they are not claimed,
+        but their outbox rows are written in the same transaction.
+        """
+        if not once and not repeating:
+            return [], {}
+        candidates = [Firing(alarm, event, previous,
+                             reason_for(alarm, event))
+                      for alarm, event, previous in once.values()]
+        notes = {f: self._owed(f) for f in candidates + list(repeating)}
+        owed_rows = [row for pairs in notes.values() for _, row in pairs]
         deferred = False
         down = self._db_down
         if down is not None and down == getattr(self.recorder, 'written',
@@ -229,40 +250,47 @@ class Engine:
             deferred = True
         else:
             try:
-                won = self.claims.claim(self.store.claim,
-                                        list(reasons.items()), refire)
+                won = self.claims.claim(
+                    self._claim_with_lease,
+                    [(f.alarm.alarm_id, f.reason) for f in candidates],
+                    owed_rows)
             except store_mod.StoreUnavailable as e:
                 LOG.warning('Aodh database unavailable, firing %d alarm(s) '
-                            'on local state; their state is written when it '
-                            'returns: %s', len(once), e)
+                            'on local state (delivered from memory, no '
+                            'outbox); their state is written when it '
+                            'returns: %s', len(once) + len(repeating), e)
                 won = set(once)
                 deferred = True
                 self._db_down = getattr(self.recorder, 'written', None)
         firings = []
         with self._state_lock:
-            for alarm_id, (alarm, event, previous) in once.items():
-                again = alarm_id in refire
-                key = (alarm_id, event.message_id)
+            for firing in candidates:
+                alarm = firing.alarm
+                key = (alarm.alarm_id, firing.event.message_id)
                 if deferred:
                     # No database to arbitrate: this process's own view
                     # (another thread of it may have fired the alarm).
-                    fire = alarm.state != rules.ALARM or again
+                    fire = alarm.state != rules.ALARM
                 else:
                     # The database said this call moved the alarm: fire,
                     # even if a thread that lost the same alarm meanwhile
                     # set the local state to alarm.
-                    fire = alarm_id in won
+                    fire = alarm.alarm_id in won
                 if fire and key not in self._fired:
-                    # A notification sent again has previous = alarm: the
-                    # state the alarm was stored in.
-                    firings.append(Firing(alarm, event, previous,
-                                          reasons[alarm_id]))
+                    firings.append(firing)
                     self._remember(key)
-                    if deferred and not again:
-                        self.recorder.deferred_claim(alarm_id,
-                                                     reasons[alarm_id])
+                    if deferred:
+                        self.recorder.deferred_claim(alarm.alarm_id,
+                                                     firing.reason)
                 alarm.state = rules.ALARM
-        return firings
+        firings.extend(repeating)
+        owed = {f: [(n, None if deferred else row['id'])
+                    for n, row in notes[f]] for f in firings}
+        return firings, owed
+
+    def _claim_with_lease(self, transitions, owed):
+        return self.store.claim(transitions, owed, lease=(
+            self.owner, timeutils.utcnow() + self._lease))
 
     def _repeat(self, repeat):
         """Firings of repeating alarms, once per (alarm, event) here."""
@@ -275,6 +303,8 @@ class Engine:
                 self._remember(key)
                 firings.append(Firing(alarm, event, alarm.state,
                                       reason_for(alarm, event)))
+                # As Aodh: the next event of the batch has previous=alarm.
+                alarm.state = rules.ALARM
         return firings
 
     def _remember(self, key):
@@ -305,34 +335,11 @@ class Engine:
             'event_id': str(uuid.uuid5(HISTORY_NAMESPACE, '%s/%s' % (
                 alarm.alarm_id, firing.event.message_id))),
             'alarm_id': alarm.alarm_id, 'project_id': alarm.project_id,
-            'severity': alarm.severity, 'reason': firing.reason,
+            'user_id': alarm.user_id, 'severity': alarm.severity,
+            'reason': firing.reason,
             'timestamp': now})
         if healthy:
             firing.recorded = recorded
-
-    def evaluate_serialized(self, messages, secret=None):
-        """Evaluate bus-format events; bad ones are logged and dropped."""
-        from ceilometer.publisher import utils as pub_utils
-        good = []
-        for message in messages if isinstance(messages, list) else [
-                messages]:
-            if (secret and self._conf.telemetry_secret_check == 'verify' and
-                    not pub_utils.verify_signature(message, secret)):
-                LOG.error('Rejecting event %s: message_signature does not '
-                          'verify against telemetry_secret',
-                          _message_id(message))
-                continue
-            try:
-                good.append(events_mod.from_serialized(message))
-            except events_mod.InvalidEvent as e:
-                LOG.error('Rejecting event %s: %s', _message_id(message), e)
-        return self.evaluate(good)
-
-
-def _message_id(message):
-    if isinstance(message, dict):
-        return str(message.get('message_id'))[:64]
-    return '<not a mapping>'
 
 
 _ENGINE = None
@@ -363,6 +370,7 @@ def build_engine(conf, transport=None):
     engine = Engine(conf, index, store, http.HttpNotifier(conf),
                     sync=sync)
     sync.start()
+    engine.start_sweeping()
     return engine
 
 
@@ -374,5 +382,6 @@ def reset_engine():
     if engine is not None:
         if engine.sync is not None:
             engine.sync.stop()
+        engine.sweeper.stop()
         engine.recorder.stop()
         engine.notifier.stop()

@@ -1,18 +1,25 @@
 """Events as the evaluator sees them: parsed once, typed, validated.
 
-An event reaches the evaluator in one of three shapes:
+An event reaches the evaluator in one of two shapes:
 
-* a ``ceilometer.event.models.Event`` handed over in-process by the direct
-  publisher;
-* a serialized event (the payload Ceilometer's ``notifier://`` publisher puts
-  on the bus for aodh-listener: ``message_id, event_type, generated,
-  traits=[[name, dtype, value]], raw, message_signature``);
+* a ``ceilometer.event.models.Event`` handed over in-process by the
+  publishers (the agent's only source of events: none is read back from
+  the bus);
 * an event built by doctor-ext itself (the inspector's per-instance fault
   events) through :func:`make_event`.
 
-All three become an :class:`Event`. Anything that cannot be one raises
+Both become an :class:`Event`. :func:`from_serialized` reads the serialized
+form back (:meth:`Event.serialize`, the ``reason_data['event']`` of a
+notification, the payload of Ceilometer's ``notifier://`` publisher); it
+checks no signature. Anything that cannot be one raises
 :class:`InvalidEvent` with a message naming what was wrong; the caller logs it
 and drops that event alone.
+
+As in Aodh, a trait's value is typed by the trait's own type (text, integer,
+float, datetime), and the event's project is whichever of the ``tenant_id``
+and ``project_id`` traits comes last in the trait list, even an empty one
+(``''`` when it has neither). A serialized event is handed on to the
+consumers (``reason_data``) exactly as it was received.
 """
 
 import datetime
@@ -96,10 +103,18 @@ class Event:
     """One event with typed traits, ready for matching."""
 
     __slots__ = ('message_id', 'event_type', 'generated', 'traits',
-                 'trait_types', 'project', 'raw')
+                 'trait_types', 'project', 'raw', 'received')
 
     def __init__(self, message_id, event_type, generated, traits,
-                 trait_types, raw=None):
+                 trait_types, raw=None, project=None, received=None):
+        """``traits`` in the order of the event's trait list.
+
+        :param project: the event's project; by default the value of
+            whichever of ``tenant_id``/``project_id`` comes last in
+            ``traits`` (``''`` when neither is there).
+        :param received: the serialized event as it arrived, handed on
+            unchanged in ``reason_data``.
+        """
         _check_name('message_id', message_id)
         _check_name('event_type', event_type)
         self.message_id = message_id
@@ -108,27 +123,36 @@ class Event:
         self.traits = traits
         self.trait_types = trait_types
         self.raw = raw or {}
-        project = ''
-        for name in PROJECT_TRAITS:
-            if traits.get(name):
-                project = traits[name]
-                break
+        if project is None:
+            project = ''
+            for name, value in traits.items():
+                if name in PROJECT_TRAITS:
+                    project = value
         self.project = project
+        self.received = received
 
-    def get_value(self, field):
-        """Value of a query field: ``traits.X`` or a top-level field."""
-        if field.startswith('traits.'):
-            return self.traits.get(field[7:])
+    def field_text(self, field):
+        """A top-level field (``event_type``...) as text; None if unset."""
         if field == 'event_type':
             return self.event_type
         if field == 'message_id':
             return self.message_id
         if field == 'generated':
-            return self.generated
+            generated = self.generated
+            if isinstance(generated, datetime.datetime):
+                return generated.isoformat()
+            return None if generated is None else str(generated)
         return None
 
     def serialize(self):
-        """The event as Aodh puts it in ``reason_data['event']``."""
+        """The event as Aodh puts it in ``reason_data['event']``.
+
+        A serialized event is given back as it was received (Aodh hands on
+        the message aodh-listener got); the others in Ceilometer's
+        serialized form.
+        """
+        if self.received is not None:
+            return self.received
         generated = self.generated
         if isinstance(generated, datetime.datetime):
             generated = generated.isoformat()
@@ -149,7 +173,8 @@ class Event:
                                              self.message_id, self.project)
 
 
-def _build(message_id, event_type, generated, trait_list, raw):
+def _build(message_id, event_type, generated, trait_list, raw,
+           received=None):
     if not isinstance(trait_list, (list, tuple)):
         raise InvalidEvent('traits is not a list: %s' % _short(trait_list))
     if len(trait_list) > MAX_TRAITS:
@@ -157,6 +182,7 @@ def _build(message_id, event_type, generated, trait_list, raw):
                            % (len(trait_list), MAX_TRAITS))
     traits = {}
     types = {}
+    project = ''
     for item in trait_list:
         if isinstance(item, (list, tuple)) and len(item) == 3:
             name, dtype, value = item
@@ -169,7 +195,12 @@ def _build(message_id, event_type, generated, trait_list, raw):
         value = _typed(name, dtype, value)
         traits[name] = value
         types[name] = TYPE_NAMES.get(dtype, dtype)
-    return Event(message_id, event_type, generated, traits, types, raw)
+        if name in PROJECT_TRAITS:
+            # The last one in the list, even empty, as in Aodh (a name
+            # given twice keeps its first place in ``traits``).
+            project = value
+    return Event(message_id, event_type, generated, traits, types, raw,
+                 project=project, received=received)
 
 
 def from_serialized(message):
@@ -179,7 +210,7 @@ def from_serialized(message):
     raw = message.get('raw')
     return _build(message.get('message_id'), message.get('event_type'),
                   message.get('generated'), message.get('traits', []),
-                  raw if isinstance(raw, dict) else {})
+                  raw if isinstance(raw, dict) else {}, received=message)
 
 
 def from_ceilometer(event):

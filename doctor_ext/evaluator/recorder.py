@@ -1,7 +1,8 @@
 """Writes to Aodh that must land but must not hold up a notification.
 
-History rows, and the state of alarms that fired while the database was
-unreachable, are queued here and written in batches by one background
+History rows, the outcomes of owed notifications (:mod:`.outbox`), and the
+state of alarms that fired while the database was unreachable, are queued
+here and written in batches by one background
 thread, retried with capped backoff until the database takes them. While
 writes follow each other closely (a burst of faults), the thread starts one
 at most every ``linger`` seconds unless a full batch is queued, so that a
@@ -40,6 +41,7 @@ class Recorder:
         self._history = collections.deque()
         self._claims = collections.deque()
         self._states = collections.deque()
+        self._outcomes = collections.deque()
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = None
@@ -64,7 +66,8 @@ class Recorder:
 
     @property
     def pending(self):
-        return len(self._history) + len(self._claims) + len(self._states)
+        return (len(self._history) + len(self._claims) + len(self._states) +
+                len(self._outcomes))
 
     def history(self, change):
         """Queue a history row; returns a future resolved once written."""
@@ -77,6 +80,10 @@ class Recorder:
 
     def state(self, alarm_id, reason):
         self._put(self._states, (alarm_id, reason))
+
+    def outcome(self, owed_id, outcome):
+        """Queue the (state, error) of the owed notification ``owed_id``."""
+        self._put(self._outcomes, (owed_id, outcome))
 
     def _put(self, queue, item):
         with self._cond:
@@ -114,6 +121,7 @@ class Recorder:
                 claims = self._take(self._claims, self._batch)
                 states = self._take(self._states, self._batch)
                 history = self._take(self._history, self._batch)
+                outcomes = self._take(self._outcomes, self._batch)
             try:
                 if claims:
                     self._store.claim(claims)
@@ -121,6 +129,8 @@ class Recorder:
                     self._store.set_state(states)
                 if history:
                     self._store.record_history([c for c, _ in history])
+                if outcomes:
+                    self._store.finish_outbox(outcomes)
                 delay = self._backoff
                 self.healthy = True
                 self.written += 1
@@ -130,16 +140,18 @@ class Recorder:
                 self.healthy = False
                 LOG.warning('Aodh database unavailable, %d write(s) kept '
                             'for retry in %.1f s: %s',
-                            len(claims) + len(states) + len(history),
-                            delay, e)
+                            len(claims) + len(states) + len(history) +
+                            len(outcomes), delay, e)
                 with self._cond:
                     self._claims.extendleft(reversed(claims))
                     self._states.extendleft(reversed(states))
                     self._history.extendleft(reversed(history))
+                    self._outcomes.extendleft(reversed(outcomes))
                     self._cond.wait(delay)
                 delay = min(delay * 2, self._backoff_max)
             except Exception as e:
                 LOG.exception('Dropping %d Aodh write(s) that failed',
-                              len(claims) + len(states) + len(history))
+                              len(claims) + len(states) + len(history) +
+                              len(outcomes))
                 for _, future in history:
                     future.set_exception(e)

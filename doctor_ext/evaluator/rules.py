@@ -4,19 +4,24 @@ Semantics follow Aodh's event evaluator (``aodh/evaluator/event.py``):
 
 * ``rule.event_type`` is an fnmatch pattern on the event type;
 * every query item must hold (AND); ops ``eq ne lt le gt ge``;
-* ``traits.X`` fields compare the event's trait X with the query value
-  converted to the query's ``type`` (string when unset);
-* an alarm only sees events of its own project.
+* a ``traits.X`` item compares the event's trait X, typed by the trait's
+  own type, with the query value converted to the query's ``type``
+  (string when unset), as Python compares them: an integer trait equals
+  no string, ``5.5 gt 5`` holds, a missing trait is None;
+* values that cannot be ordered (a number and a string, a missing trait)
+  fail every ordering op; ``ne`` between unlike values holds;
+* an alarm only sees events of its own project (:mod:`.events`).
 
-Where Aodh fails, this module does what the API promised instead:
+Where Aodh fails, this module does what the API accepted instead:
 
 * a query on a field that is not ``traits.*`` (``event_type``,
-  ``message_id``, ``generated``) is compared as a string (Aodh raises
-  ``TypeError`` and never fires);
-* a query of type ``boolean`` compares the trait as a boolean (Aodh raises
-  ``KeyError`` and drops every event of the project);
-* an ordering op on a missing trait or on values of unlike types is simply
-  false (Aodh raises and logs a traceback per alarm and event).
+  ``message_id``, ``generated``) compares the field's text with the query
+  value's text, whatever the query type (Aodh raises ``TypeError`` and
+  never fires);
+* a query of type ``boolean`` reads the trait as a boolean word (``true``,
+  ``no``, ``1``...); a trait that is not one counts as a value of another
+  type, so only ``ne`` holds (Aodh raises ``KeyError`` and drops the
+  batch).
 
 An alarm that cannot be parsed raises :class:`InvalidAlarm`; the caller logs
 it and keeps every other alarm.
@@ -46,6 +51,17 @@ def _to_bool(value):
     if isinstance(value, bool):
         return value
     return strutils.bool_from_string(str(value), strict=True)
+
+
+_NOT_A_BOOLEAN = object()
+
+
+def _boolean_word(value):
+    """The trait read as a boolean, or a marker unlike any boolean."""
+    try:
+        return _to_bool(value)
+    except ValueError:
+        return _NOT_A_BOOLEAN
 
 
 def convert(value, qtype):
@@ -103,7 +119,11 @@ class Condition:
         if 'value' not in item:
             raise InvalidAlarm('query on %s has no value' % field)
         try:
-            self.value = convert(item['value'], qtype)
+            if self.trait is None:
+                # A top-level field is compared as text, whatever the type.
+                self.value = convert(item['value'], 'string')
+            else:
+                self.value = convert(item['value'], qtype)
         except (TypeError, ValueError, OverflowError) as e:
             raise InvalidAlarm('query on %s: value %r is not %s (%s)'
                                % (field, item['value'], qtype or 'string',
@@ -133,16 +153,18 @@ class Condition:
     def holds(self, event):
         if self.trait is not None:
             actual = event.traits.get(self.trait)
+            if self.qtype == 'boolean' and actual is not None:
+                actual = _boolean_word(actual)
+                if actual is _NOT_A_BOOLEAN:
+                    return self.op_name == 'ne'
         else:
-            actual = event.get_value(self.field)
-        if actual is None:
-            # Aodh compares None: ``ne`` holds, everything else does not.
-            return self.op_name == 'ne'
+            actual = event.field_text(self.field)
         try:
-            actual = convert(actual, self.qtype)
+            # As Aodh: the typed trait against the typed query value.
             return self.op(actual, self.value)
-        except (TypeError, ValueError, OverflowError):
-            return self.op_name == 'ne'
+        except TypeError:
+            # Not orderable (unlike types, None): Aodh raises, never fires.
+            return False
 
     def as_query(self):
         if self.shape is None:
@@ -202,7 +224,12 @@ _REASON_PREFIX = 'Event <id='
 
 
 def _index_key(conditions):
-    """The (trait, value) an alarm is indexed by: an ``eq`` on a string."""
+    """The (trait, value) an alarm is indexed by: an ``eq`` on a string.
+
+    Only a text trait equal to the value satisfies such a condition (an
+    integer 5 is not ``"5"``), so looking the trait's value up in a dict of
+    the values is exact.
+    """
     best = None
     for cond in conditions:
         if (cond.op_name == 'eq' and cond.trait is not None and

@@ -26,6 +26,10 @@ from oslo_utils import timeutils
 import sqlalchemy as sa
 from sqlalchemy.engine import url as sa_url
 
+from doctor_ext.db import api as db_api
+from doctor_ext.db import migration
+from doctor_ext.db import models as doctor_models
+
 LOG = log.getLogger(__name__)
 
 GROUP = 'doctor_evaluator'
@@ -46,35 +50,56 @@ ALARM = 'alarm'
 STATE_TRANSITION = 'state transition'
 _ALARMS = models.Alarm.__table__
 _HISTORY = models.AlarmChange.__table__
+_OUTBOX = doctor_models.outbox
 
 
 # The claim in one PostgreSQL statement: lock the wanted rows not yet in
 # alarm, in id order (two agents claiming overlapping sets wait for each
 # other; a row moved meanwhile by the other is re-checked and skipped), move
-# them, and return which moved.
+# them, write the outbox rows the moved alarms owe (and those of repeating
+# alarms, which are not claimed), and return which moved.
 _PG_CLAIM = sa.text("""
 WITH wanted AS (
     SELECT w.id, w.reason
     FROM json_to_recordset(CAST(:wanted AS json)) AS w(id text, reason text)),
+owed AS (
+    SELECT o.id, o.alarm_id, o.project_id, o.action, o.payload, o.once
+    FROM json_to_recordset(CAST(:owed AS json)) AS o(
+        id text, alarm_id text, project_id text, action text, payload text,
+        once boolean)),
 locked AS (
     SELECT alarm.alarm_id FROM alarm JOIN wanted ON alarm.alarm_id = wanted.id
     WHERE alarm.state != :alarm
     ORDER BY alarm.alarm_id
-    FOR UPDATE OF alarm)
-UPDATE alarm SET state = :alarm, state_reason = wanted.reason,
-    state_timestamp = :now, timestamp = :now
-FROM locked JOIN wanted ON wanted.id = locked.alarm_id
-WHERE alarm.alarm_id = locked.alarm_id
-RETURNING alarm.alarm_id
+    FOR UPDATE OF alarm),
+moved AS (
+    UPDATE alarm SET state = :alarm, state_reason = wanted.reason,
+        state_timestamp = :now, timestamp = :now
+    FROM locked JOIN wanted ON wanted.id = locked.alarm_id
+    WHERE alarm.alarm_id = locked.alarm_id
+    RETURNING alarm.alarm_id),
+written AS (
+    INSERT INTO doctor_outbox (id, alarm_id, project_id, action, payload,
+        state, attempts, lease_owner, lease_until, created_at, updated_at)
+    SELECT owed.id, owed.alarm_id, owed.project_id, owed.action,
+        owed.payload, 'pending', 0, :owner, :lease_until, :now, :now
+    FROM owed
+    WHERE NOT owed.once OR owed.alarm_id IN (SELECT alarm_id FROM moved)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING 1)
+SELECT alarm_id FROM moved
 """)
 
 
-def _claim_pg(conn, reasons, now):
+def _claim_pg(conn, reasons, owed, lease, now):
     # The wanted rows as one JSON parameter: the driver's escaping of two
     # text arrays costs more than the statement itself.
     wanted = json.dumps([{'id': i, 'reason': r} for i, r in reasons.items()])
-    rows = conn.execute(_PG_CLAIM, {'wanted': wanted, 'alarm': ALARM,
-                                    'now': now})
+    rows = conn.execute(_PG_CLAIM, {
+        'wanted': wanted, 'alarm': ALARM, 'now': now,
+        'owed': json.dumps([dict(o, once=o['alarm_id'] in reasons)
+                            for o in owed]),
+        'owner': lease[0], 'lease_until': lease[1]})
     return {r[0] for r in rows}
 
 
@@ -83,11 +108,11 @@ def _claim_pg(conn, reasons, now):
 _PG_HISTORY = sa.text("""
 INSERT INTO alarm_history (event_id, alarm_id, on_behalf_of, project_id,
     user_id, type, detail, timestamp, severity)
-SELECT r.event_id, r.alarm_id, r.on_behalf_of, NULL, NULL, r.type, r.detail,
-    CAST(r.ts AS timestamp), r.severity
+SELECT r.event_id, r.alarm_id, r.on_behalf_of, r.project_id, r.user_id,
+    r.type, r.detail, CAST(r.ts AS timestamp), r.severity
 FROM json_to_recordset(CAST(:rows AS json)) AS r(
-    event_id text, alarm_id text, on_behalf_of text, type text,
-    detail text, ts text, severity text)
+    event_id text, alarm_id text, on_behalf_of text, project_id text,
+    user_id text, type text, detail text, ts text, severity text)
 ON CONFLICT (event_id) DO NOTHING
 """)
 
@@ -95,7 +120,8 @@ ON CONFLICT (event_id) DO NOTHING
 def _record_pg(conn, rows):
     conn.execute(_PG_HISTORY, {'rows': json.dumps([{
         'event_id': r['event_id'], 'alarm_id': r['alarm_id'],
-        'on_behalf_of': r['on_behalf_of'], 'type': r['type'],
+        'on_behalf_of': r['on_behalf_of'], 'project_id': r['project_id'],
+        'user_id': r['user_id'], 'type': r['type'],
         'detail': r['detail'], 'severity': r['severity'],
         'ts': r['timestamp'].isoformat() if r['timestamp'] else None}
         for r in rows])})
@@ -107,10 +133,7 @@ def register_opts(conf):
 
 def dress_url(url):
     """Aodh's defaulting: a bare mysql:// means PyMySQL."""
-    parsed = sa_url.make_url(url)
-    if parsed.drivername == 'mysql':
-        parsed = parsed.set(drivername='mysql+pymysql')
-    return parsed
+    return sa_url.make_url(migration.dress(url))
 
 
 class StoreUnavailable(Exception):
@@ -161,7 +184,8 @@ class AodhStore:
                 self._engine = sa.create_engine(url, **kwargs)
         return self._engine
 
-    def _run(self, what, fn):
+    def run(self, what, fn):
+        """``fn(conn)`` in one transaction; errors become StoreUnavailable."""
         try:
             engine = self._get_engine()
             with engine.begin() as conn:
@@ -196,40 +220,36 @@ class AodhStore:
             row = conn.execute(sa.select(_ALARMS).where(
                 _ALARMS.c.alarm_id == alarm_id)).first()
             return dict(row._mapping) if row is not None else None
-        return self._run('loading alarm %s' % alarm_id, load)
+        return self.run('loading alarm %s' % alarm_id, load)
 
-    def claim(self, transitions, refire=()):
-        """Move alarms to ``alarm``; return the ids this call moved.
+    def claim(self, transitions, owed=(), lease=None):
+        """Move alarms to ``alarm``, write what they owe; return the moved.
+
+        One transaction: a claimed alarm always has its outbox rows.
 
         :param transitions: list of (alarm_id, reason).
-        :param refire: ids of alarms for which a row already in ``alarm``
-            with exactly the given reason (so moved by the same event, whose
-            notification was redelivered) counts as won again: at-least-once
-            delivery when the agent that claimed it may have died before
-            notifying. Such rows are not written again.
+        :param owed: outbox rows (:func:`.outbox.owed_row`): a row of an
+            alarm in ``transitions`` is written only if this call moved the
+            alarm; a row of any other alarm (a repeating one) always.
+        :param lease: (owner, lease_until) the outbox rows are written with.
         """
-        if not transitions:
+        if not transitions and not owed:
             return set()
         reasons = dict(transitions)
-        refire = set(refire).intersection(reasons)
         now = timeutils.utcnow()
+        lease = lease or (None, now)
 
         def run(conn):
-            if not refire and conn.dialect.name == 'postgresql':
-                return _claim_pg(conn, reasons, now)
-            ids = list(reasons)
-            free = _ALARMS.c.state != ALARM
-            if refire:
-                free = sa.or_(free, _ALARMS.c.alarm_id.in_(list(refire)))
-            rows = conn.execute(
-                sa.select(_ALARMS.c.alarm_id, _ALARMS.c.state,
-                          _ALARMS.c.state_reason).where(
-                    _ALARMS.c.alarm_id.in_(ids), free).order_by(
-                    _ALARMS.c.alarm_id).with_for_update()
-            ).all()
-            won = {r.alarm_id for r in rows if r.state != ALARM}
-            again = {r.alarm_id for r in rows if r.state == ALARM and
-                     r.state_reason == reasons[r.alarm_id]}
+            if conn.dialect.name == 'postgresql':
+                return _claim_pg(conn, reasons, owed, lease, now)
+            won = set()
+            if reasons:
+                rows = conn.execute(
+                    sa.select(_ALARMS.c.alarm_id).where(
+                        _ALARMS.c.alarm_id.in_(list(reasons)),
+                        _ALARMS.c.state != ALARM).order_by(
+                        _ALARMS.c.alarm_id).with_for_update()).all()
+                won = {r.alarm_id for r in rows}
             if won:
                 # Row by row, by primary key: one UPDATE ... WHERE alarm_id
                 # IN (...) may scan (and, on MariaDB, lock) rows that the
@@ -240,8 +260,35 @@ class AodhStore:
                         state=ALARM, state_reason=sa.bindparam('b_reason'),
                         state_timestamp=now, timestamp=now),
                     [{'b_id': i, 'b_reason': reasons[i]} for i in sorted(won)])
-            return won | again
-        return self._run('claiming %d alarm(s)' % len(reasons), run)
+            rows = [dict(o, state='pending', attempts=0,
+                         lease_owner=lease[0], lease_until=lease[1],
+                         created_at=now, updated_at=now)
+                    for o in owed
+                    if o['alarm_id'] not in reasons or o['alarm_id'] in won]
+            if rows:
+                conn.execute(db_api.insert_ignore(conn, _OUTBOX), rows)
+            return won
+        return self.run('claiming %d alarm(s)' % len(reasons), run)
+
+    def finish_outbox(self, outcomes):
+        """Record the outcome of owed notifications.
+
+        :param outcomes: list of (row id, (state, error)).
+        """
+        if not outcomes:
+            return
+        now = timeutils.utcnow()
+
+        def run(conn):
+            conn.execute(
+                _OUTBOX.update().where(
+                    _OUTBOX.c.id == sa.bindparam('b_id')).values(
+                    state=sa.bindparam('b_state'),
+                    error=sa.bindparam('b_error'), lease_owner=None,
+                    lease_until=None, updated_at=now),
+                [{'b_id': i, 'b_state': state, 'b_error': error}
+                 for i, (state, error) in outcomes])
+        self.run('recording %d delivery outcome(s)' % len(outcomes), run)
 
     def set_state(self, transitions):
         """Record ``alarm`` state without a claim (repeating alarms)."""
@@ -256,7 +303,7 @@ class AodhStore:
                     state=ALARM, state_reason=sa.bindparam('b_reason'),
                     state_timestamp=now, timestamp=now),
                 [{'b_id': i, 'b_reason': r} for i, r in transitions])
-        self._run('recording state of %d alarm(s)' % len(transitions), run)
+        self.run('recording state of %d alarm(s)' % len(transitions), run)
 
     def record_history(self, changes):
         """Insert state-transition history rows.
@@ -273,8 +320,9 @@ class AodhStore:
                 'event_id': c.get('event_id') or str(uuid.uuid4()),
                 'alarm_id': c['alarm_id'],
                 'on_behalf_of': c['project_id'],
-                'project_id': None,
-                'user_id': None,
+                # As Aodh's evaluator writes them: the alarm's own.
+                'project_id': c['project_id'],
+                'user_id': c.get('user_id'),
                 'type': STATE_TRANSITION,
                 'detail': json.dumps({'state': ALARM,
                                       'transition_reason': c['reason']}),
@@ -298,7 +346,7 @@ class AodhStore:
                     todo.append(r)
             if todo:
                 conn.execute(_HISTORY.insert(), todo)
-        self._run('recording %d history row(s)' % len(rows), run)
+        self.run('recording %d history row(s)' % len(rows), run)
 
     def dispose(self):
         if self._engine is not None:

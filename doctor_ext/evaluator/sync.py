@@ -22,6 +22,7 @@ import oslo_messaging
 
 from doctor_ext.evaluator import rules
 from doctor_ext.evaluator import store as store_mod
+from doctor_ext.evaluator import subscription
 
 LOG = log.getLogger(__name__)
 
@@ -49,10 +50,13 @@ OPTS = [
                      'does not walk the alarm index (a 100-180 ms pause on '
                      'one notification was seen without it).'),
     cfg.StrOpt('alarm_changes_pool',
-               help='Queue (oslo.messaging pool) this process reads alarm '
-                    'changes from. Every agent process needs its own so '
-                    'that each sees every change; the default is '
-                    'doctor-ext-alarms.<hostname>.'),
+               help='Only for a bus that is not RabbitMQ: the queue '
+                    '(oslo.messaging pool) this process reads alarm '
+                    'changes from; every agent process needs its own. On '
+                    'RabbitMQ each process gets a queue of its own '
+                    'automatically (doctor-ext-alarms.<host>.<pid>.<random>, '
+                    'exclusive, deleted with the process), and this option '
+                    'is ignored. Default: doctor-ext-alarms.<hostname>.'),
 ]
 
 ALARM_EVENTS = ('alarm.creation', 'alarm.rule_change',
@@ -83,18 +87,13 @@ class _AlarmChangeEndpoint:
         self._sync = sync
 
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        alarm_id = payload.get('alarm_id') if isinstance(payload,
-                                                         dict) else None
-        if not alarm_id:
-            LOG.warning('Ignoring %s notification without alarm_id',
-                        event_type)
-            return
-        self._sync.refresh(alarm_id, deleted=event_type == 'alarm.deletion')
+        self._sync.changed({'event_type': event_type, 'payload': payload})
 
 
 class AlarmSync:
     def __init__(self, conf, index, store, transport=None):
         register_opts(conf)
+        self._all_conf = conf
         self._conf = conf[GROUP]
         self._index = index
         self._store = store
@@ -152,6 +151,15 @@ class AlarmSync:
     def _start_listener(self):
         if not self._conf.listen_alarm_changes or self._transport is None:
             return
+        url = self._broker_url()
+        if url is not None:
+            self._listener = subscription.Subscription(
+                url, self._conf.aodh_exchange,
+                '%s.info' % self._conf.aodh_topic, self.changed,
+                on_connect=self._reconnected, prefix='doctor-ext-alarms',
+                **self._rabbit_options())
+            self._listener.start()
+            return
         pool = (self._conf.alarm_changes_pool or
                 'doctor-ext-alarms.%s' % socket.gethostname())
         target = oslo_messaging.Target(topic=self._conf.aodh_topic,
@@ -162,6 +170,45 @@ class AlarmSync:
         self._listener.start()
         LOG.info('Following Aodh alarm changes on exchange %s (queue %s)',
                  self._conf.aodh_exchange, pool)
+
+    def _broker_url(self):
+        conf = self._all_conf
+        try:
+            return subscription.kombu_url(conf, conf.transport_url)
+        except Exception as e:
+            LOG.warning('Cannot read the transport URL for a queue of this '
+                        "process's own; using a shared pool: %s", e)
+            return None
+
+    def _rabbit_options(self):
+        try:
+            rabbit = self._all_conf.oslo_messaging_rabbit
+            return {'durable': rabbit.amqp_durable_queues,
+                    'ssl': bool(rabbit.ssl)}
+        except Exception:
+            return {}
+
+    def changed(self, notification):
+        """Reload the alarm an aodh-api notification names."""
+        event_type = notification.get('event_type')
+        if event_type not in ALARM_EVENTS:
+            return
+        payload = notification.get('payload')
+        alarm_id = payload.get('alarm_id') if isinstance(payload,
+                                                         dict) else None
+        if not alarm_id:
+            LOG.warning('Ignoring %s notification without alarm_id',
+                        event_type)
+            return
+        self.refresh(alarm_id, deleted=event_type == 'alarm.deletion')
+
+    def _reconnected(self):
+        # Changes sent while this process had no queue are unknown: the
+        # first connection follows the first load, later ones reload.
+        self._connections = getattr(self, '_connections', 0) + 1
+        if self._connections > 1:
+            LOG.info('Reconnected to the bus: reloading every alarm')
+            self.load_all()
 
     def _run(self):
         delay = 0.2

@@ -28,7 +28,6 @@ and Nova's answer only.
 
 from concurrent import futures
 import dataclasses
-import logging
 import threading
 import time
 
@@ -39,8 +38,9 @@ from openstack import connection
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 from oslo_config import cfg
+from oslo_log import log
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
 GROUP = 'doctor_nova'
 NOVA_COMPUTE = 'nova-compute'
@@ -444,18 +444,26 @@ class NovaFencer:
             json={'os-resetState': {'state': 'error'}})
         sdk_exc.raise_from_response(resp)
 
-    def reset_to_error(self, server_ids):
+    def reset_to_error(self, server_ids, on_result=None):
         """Reset servers to ``error`` in parallel.
 
         Returns a dict: server id -> :data:`OK` or an error message naming
         the server and Nova's answer. Never raises for a single server.
+        ``on_result(server_id, result)`` is called as each call ends (the
+        fault journal records confirmed resets one by one).
         """
         ids = list(dict.fromkeys(server_ids))
         if not ids:
             return {}
         started = time.monotonic()
         pool = self._pool()
-        pending = {sid: pool.submit(self._reset_one, sid) for sid in ids}
+
+        def reset(sid):
+            result = self._reset_one(sid)
+            if on_result is not None:
+                on_result(sid, result)
+            return result
+        pending = {sid: pool.submit(reset, sid) for sid in ids}
         results = {sid: f.result() for sid, f in pending.items()}
         failed = sum(1 for r in results.values() if r != OK)
         log = LOG.warning if failed else LOG.info

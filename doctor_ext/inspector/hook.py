@@ -3,20 +3,30 @@
 On a host-fault event (the monitor's ``compute.host.down``, or Nova's
 ``service.update`` with ``forced_down`` set by someone else) it
 
-1. finds the affected instances and owners in the resource map
-   (:mod:`.resource_map`), without asking Nova;
-2. hands one fault event per instance (``compute.instance.update``,
+1. finds the affected instances and owners in the shared instance map
+   (:mod:`.instances`), without asking Nova (unless the map was never
+   loaded);
+2. records the fault in the fault journal (:mod:`.journal`) before the
+   report is acknowledged; from then on any agent can finish the work;
+3. hands one fault event per instance (``compute.instance.update``,
    ``state=error``, ``instance_id``, the owner's ``tenant_id``, ``host``) to
    the evaluator at once, so owners do not wait for Nova (Doctor's
    "shortcut"); in ``conservative`` mode only after Nova confirmed the fence;
-3. fences the host in Nova in the background (:mod:`.fencing`): force-down
-   the nova-compute service, then reset every affected instance to error.
+4. fences the host in Nova in the background (:mod:`.fencing`): force-down
+   the nova-compute service, then reset every affected instance to error,
+   each confirmed step written to the journal.
 
-Repeated reports of a host already handled are ignored until the host is
-reported up again (or ``fault_memory`` has passed). Which faults fence
-follows the operator policy below. ``compute.instance.*`` events keep the
-resource map current. Host maintenance (a compute service disabled with a
-reason, ``maintenance.host``) is followed by :mod:`.maintenance`.
+A host fault or maintenance report is acted on only if
+:mod:`.report_check` accepts it (signed by the monitor, recent, not
+replayed). Repeated reports of a host already handled are ignored until the
+host is reported up again (or ``fault_memory`` has passed), whichever agent
+gets them. A fault whose instances cannot be known yet stays ``resolving``
+and is retried with backoff, with an error logged at every try. Open faults
+whose agent died are taken over by the sweep of any live agent. Which
+faults fence follows the operator policy below. ``compute.instance.*``
+events keep the instance map current. Host maintenance (a compute service
+disabled with a reason, ``maintenance.host``) is followed by
+:mod:`.maintenance`.
 """
 
 import concurrent.futures
@@ -28,13 +38,17 @@ from ceilometer import publisher
 from oslo_config import cfg
 from oslo_log import log
 
+from doctor_ext.db import api as db_api
+from doctor_ext.db import leases
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events as events_mod
+from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import fencing
+from doctor_ext.inspector import instances as instances_mod
+from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
-from doctor_ext.publisher import direct
-from doctor_ext.publisher import shortcut
 
 LOG = log.getLogger(__name__)
 
@@ -98,34 +112,48 @@ def _truthy(value):
 
 
 class HostFault:
-    """One handled host fault, with the time of each step."""
+    """One host fault handled in this process, with the time of each step.
 
-    def __init__(self, host, event):
-        self.host = host
+    ``record`` is its row of the fault journal (:class:`.journal.Fault`).
+    """
+
+    def __init__(self, record, event=None):
+        self.record = record
+        self.host = record.host
         self.event = event
-        self.cause = event.traits.get('cause') or event.event_type
-        self.monitor_event_id = event.traits.get('monitor_event_id')
+        self.cause = record.cause
+        self.monitor_event_id = record.monitor_event_id
+        self.message_id = record.message_id
         self.times = {}
-        self.instances = []
+        self.instances = record.instances
         self.firings = []
         self.fenced = None
         self.reset = {}
         self.done = threading.Event()
 
 
+# Longest wait between two tries to find the instances of a fault.
+RESOLVE_RETRY_MAX = 60.0
+
+
 class Inspector:
     """The inspector proper; the publisher below is its pipeline face."""
 
-    def __init__(self, conf, engine, fencer, rmap=None, ledger=None):
+    def __init__(self, conf, engine, fencer, rmap=None, journal=None,
+                 check=None):
         register_opts(conf)
-        direct.register_opts(conf)
+        leases.register_opts(conf)
         self._opts = conf[GROUP]
-        self._delivery_wait = conf[direct.GROUP].delivery_wait
         self.engine = engine
         self.fencer = fencer
-        self.map = rmap if rmap is not None else resource_map.ResourceMap()
-        self.ledger = ledger or shortcut.LEDGER
-        self._faults = {}   # host -> (HostFault, monotonic time)
+        self.map = rmap if rmap is not None else \
+            instances_mod.SharedResourceMap(engine.store)
+        self.journal = journal or journal_mod.FaultJournal(
+            engine.store, engine.owner, conf[leases.GROUP].lease_time)
+        # Faults this process is working on (their leases it renews).
+        self._active = {}
+        # Host reports are acted on only if signed (report_check).
+        self.check = check or report_check.ReportCheck(conf)
         self._lock = threading.Lock()
         self._fence_pool = concurrent.futures.ThreadPoolExecutor(
             self._opts.fence_workers, thread_name_prefix='doctor-fence')
@@ -133,10 +161,6 @@ class Inspector:
         self._loader = None
         self.maintenance = maintenance.MaintenanceTracker(
             conf, engine, self.map, fencer)
-
-    @property
-    def delivery_wait(self):
-        return self._delivery_wait
 
     # -- resource map ------------------------------------------------------
     def start(self):
@@ -146,6 +170,9 @@ class Inspector:
                                             daemon=True)
             self._loader.start()
             self.maintenance.start()
+            sweeper = getattr(self.engine, 'sweeper', None)
+            if sweeper is not None:
+                sweeper.add('host faults', self.sweep)
 
     def stop(self):
         self._stop.set()
@@ -156,16 +183,17 @@ class Inspector:
         delay = 0.5
         while not self._stop.is_set():
             try:
+                listed_at = db_api.utcnow()
                 servers = self.fencer.all_servers()
+                self.map.replace_all([resource_map.Instance(
+                    s.id, s.project_id, s.user_id, s.host, s.status)
+                    for s in servers], **self._as_of(listed_at))
             except Exception as e:
                 LOG.warning('Cannot load the instance map from Nova yet, '
                             'retrying in %.1f s: %s', delay, e)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            self.map.replace_all(resource_map.Instance(
-                s.id, s.project_id, s.user_id, s.host, s.status)
-                for s in servers)
             LOG.info('Instance map loaded from Nova: %d instance(s) on %d '
                      'host(s)', len(self.map), len(self.map.hosts()))
             delay = 0.5
@@ -173,10 +201,23 @@ class Inspector:
             if not interval or self._stop.wait(interval):
                 return
 
+    def _as_of(self, listed_at):
+        # The shared map orders statements by time; the in-process one
+        # does not.
+        if isinstance(self.map, instances_mod.SharedResourceMap):
+            return {'as_of': listed_at}
+        return {}
+
     # -- events ------------------------------------------------------------
     def handle(self, event, received=None):
-        """Handle one parsed event; returns the HostFault it started."""
+        """Handle one parsed event; returns the HostFault it started.
+
+        :raises StoreUnavailable: the database did not take what must be
+            durable before the report is acknowledged (requeue it).
+        """
         received = received or time.time()
+        if not self.check.accept(event):
+            return None
         etype = event.event_type
         if etype.startswith('compute.instance.'):
             left = self.map.host_of(event.traits.get('instance_id'))
@@ -205,48 +246,44 @@ class Inspector:
 
     def _recovered(self, event):
         host = event.traits.get('hostname') or event.traits.get('host')
-        with self._lock:
-            if self._faults.pop(host, None) is not None:
-                LOG.info('Host %s is back (%s)', host, event.event_type)
+        if self.journal.recovered(host):
+            LOG.info('Host %s is back (%s)', host, event.event_type)
+
+    def _instances_of(self, host):
+        """The instances on ``host``, or None if they cannot be known yet.
+
+        The shared map answers; only if it was never loaded from Nova (by
+        any agent) and knows nothing of the host is Nova asked.
+        """
+        found = self.map.on_host(host)
+        if found or self.map.loaded.is_set():
+            return found
+        try:
+            return [resource_map.Instance(s.id, s.project_id, s.user_id,
+                                          s.host, s.status)
+                    for s in self.fencer.servers_on_host(host)]
+        except Exception as e:
+            LOG.error('Instances of host %s unknown: the instance map was '
+                      'never loaded and Nova cannot list them: %s', host, e)
+            return None
 
     def _fault(self, host, event, received):
-        now = time.monotonic()
-        with self._lock:
-            known = self._faults.get(host)
-            if known is not None and now - known[1] < self._opts.fault_memory:
-                LOG.info('Host %s fault already handled (%s); ignoring %s',
-                         host, known[0].monitor_event_id, event.event_type)
-                return None
-            fault = HostFault(host, event)
-            self._faults[host] = (fault, now)
+        instances = self._instances_of(host)
+        status, record = self.journal.open(
+            host, event, instances, self._should_fence(event),
+            self._opts.fault_memory, detected=received)
+        if status == 'repeat':
+            LOG.info('Host %s fault already handled (%s); ignoring %s',
+                     host, record.monitor_event_id, event.event_type)
+            return None
+        if status == 'redelivered' and not record.open:
+            LOG.info('Host %s fault of report %s already handled', host,
+                     event.message_id)
+            return None
+        fault = HostFault(record, event)
         fault.times['detected'] = received
-        fault.instances = self.map.on_host(host)
-        if not fault.instances and not self.map.loaded.is_set():
-            fault.instances = resource_map.ask_nova(self.fencer, host)
         fault.times['found'] = time.time()
-        LOG.info('Host %s down (%s): %d instance(s) of %d project(s)',
-                 host, fault.cause, len(fault.instances),
-                 len({i.project_id for i in fault.instances}))
-        fence = self._should_fence(event)
-        try:
-            if fence and self._opts.mode == 'conservative':
-                # Nova first, in this listener thread: owners are told once
-                # the fence was tried (and told even if it failed).
-                self._fence(fault)
-                self._notify(fault)
-            else:
-                self._notify(fault)
-                if fence:
-                    self._fence_pool.submit(self._fence, fault)
-                else:
-                    fault.done.set()
-        except Exception:
-            # Not handled after all: the requeued report must not be taken
-            # for a repeat.
-            with self._lock:
-                if self._faults.get(host, (None,))[0] is fault:
-                    del self._faults[host]
-            raise
+        self._work(fault)
         return fault
 
     def _should_fence(self, event):
@@ -256,6 +293,61 @@ class Inspector:
             return False
         severity = event.traits.get('severity')
         return not severity or severity in self._opts.fence_severities
+
+    # -- the work of one fault, from its journal record --------------------
+    def _work(self, fault):
+        """Resolve, notify and fence ``fault`` as far as its record says."""
+        record = fault.record
+        with self._lock:
+            if record.fault_id in self._active:
+                return
+            self._active[record.fault_id] = fault
+        try:
+            if record.state == journal_mod.RESOLVING and \
+                    not self._resolve(fault):
+                self._release(fault)
+                fault.done.set()
+                return
+            fault.instances = record.instances
+            LOG.info('Host %s down (%s): %d instance(s) of %d project(s)',
+                     fault.host, fault.cause, len(fault.instances),
+                     len({i.project_id for i in fault.instances}))
+            fence = record.fence == journal_mod.PENDING
+            if fence and self._opts.mode == 'conservative':
+                # Nova first, in this thread: owners are told once the
+                # fence was tried (and told even if it failed).
+                self._fence(fault)
+                self._notify(fault)
+            else:
+                self._notify(fault)
+                if fence:
+                    self._fence_pool.submit(self._fence, fault)
+                else:
+                    self._release(fault)
+                    fault.done.set()
+        except Exception:
+            self._release(fault)
+            fault.done.set()
+            raise
+
+    def _release(self, fault):
+        with self._lock:
+            self._active.pop(fault.record.fault_id, None)
+
+    def _resolve(self, fault):
+        """Find the instances of a ``resolving`` fault; True if found."""
+        record = fault.record
+        instances = self._instances_of(record.host)
+        if instances is None:
+            retry = min(2.0 ** (record.attempts or 0), RESOLVE_RETRY_MAX)
+            LOG.error('Host %s fault (%s) is NOT handled yet: its instances '
+                      'cannot be found; owners are not notified. Retry %d '
+                      'in %.0f s', record.host, record.cause,
+                      (record.attempts or 0) + 1, retry)
+            self.journal.unresolved(record, 'instances unknown', retry)
+            return False
+        self.journal.resolved(record, instances)
+        return True
 
     def fault_events(self, fault):
         """One ``compute.instance.update`` (state error) per instance."""
@@ -272,22 +364,27 @@ class Inspector:
                 'monitor_event_id': fault.monitor_event_id,
                 'source': 'doctor-ext',
             }, message_id=str(uuid.uuid5(FAULT_EVENT_NAMESPACE, '%s/%s' % (
-                fault.event.message_id, inst.instance_id)))))
+                fault.message_id, inst.instance_id)))))
         return out
 
     def _notify(self, fault):
+        record = fault.record
+        if record.state == journal_mod.NOTIFIED:
+            return
         events = self.fault_events(fault)
-        self.ledger.record([i.instance_id for i in fault.instances], 'error')
         fault.times['events'] = time.time()
         try:
-            extra = {'at_least_once': True} if self._delivery_wait else {}
             fault.firings = self.engine.evaluate(
-                events, received=fault.times['detected'], **extra)
-        except Exception:
-            LOG.exception('Evaluating the faults of host %s failed',
-                          fault.host)
+                events, received=fault.times.get('detected'))
+        except Exception as e:
+            # The record stays "notifying": this agent, or another once
+            # the lease runs out, evaluates again (claims make it once).
+            LOG.error('Evaluating the faults of host %s failed, retried in '
+                      'at most %.0f s: %s', fault.host,
+                      self.journal.lease.total_seconds(), e)
             raise
         fault.times['notified'] = time.time()
+        self.journal.notified(record)
         self._log_timeline(fault)
 
     def _wait_notified(self, fault):
@@ -307,26 +404,65 @@ class Inspector:
 
     def _fence(self, fault):
         host = fault.host
+        record = fault.record
         self._wait_notified(fault)
         try:
-            fault.fenced = self.fencer.force_down(host)
+            if record.forced_down != journal_mod.DONE:
+                fault.fenced = self.fencer.force_down(host)
+                self.journal.forced_down(record, fault.fenced)
+            else:
+                fault.fenced = True
             fault.times['forced_down'] = time.time()
-            ids = [i.instance_id for i in fault.instances]
-            fault.reset = self.fencer.reset_to_error(ids) if ids else {}
+            ids = [i.instance_id for i in fault.instances
+                   if record.resets.get(i.instance_id) != journal_mod.DONE]
+            fault.reset = self.fencer.reset_to_error(
+                ids, on_result=lambda sid, r: self._journal_reset(
+                    record, sid, r)) if ids else {}
             fault.times['reset'] = time.time()
-            failed = {k: v for k, v in fault.reset.items() if v != 'ok'}
+            failed = {k: v for k, v in fault.reset.items()
+                      if v != fencing.OK}
             if failed:
                 LOG.error('Host %s: %d instance(s) not reset to error: %s',
                           host, len(failed), sorted(failed.items())[:10])
             LOG.info('Host %s fenced: forced down=%s, %d/%d instance(s) '
                      'reset to error', host, fault.fenced,
                      len(fault.reset) - len(failed), len(fault.reset))
+            self.journal.fenced(record, bool(fault.fenced) and not failed)
         except Exception as e:
             fault.fenced = False
             LOG.error('Fencing host %s failed: %s', host, e)
         finally:
+            self._release(fault)
             fault.done.set()
             self._log_timeline(fault)
+
+    def _journal_reset(self, record, server_id, result):
+        try:
+            self.journal.reset(record, server_id, result == fencing.OK)
+        except store_mod.StoreUnavailable as e:
+            LOG.warning('Reset of %s not journaled (it may be repeated if '
+                        'this agent dies): %s', server_id, e)
+
+    # -- the sweep: leases of this process, faults of dead agents ----------
+    def sweep(self):
+        """Renew this process's fault leases, take over expired faults."""
+        with self._lock:
+            active = list(self._active)
+        self.journal.renew(active)
+        for record in self.journal.take_expired():
+            LOG.warning('Taking over the open fault of host %s (%s, state '
+                        '%s, fencing %s)', record.host, record.cause,
+                        record.state, record.fence)
+            fault = HostFault(record)
+            fault.times['detected'] = record.detected
+            self._fence_pool.submit(self._resume, fault)
+
+    def _resume(self, fault):
+        try:
+            self._work(fault)
+        except Exception as e:
+            LOG.error('Resuming the fault of host %s failed, retried when '
+                      'its lease runs out: %s', fault.host, e)
 
     def _log_timeline(self, fault):
         if not self._opts.timeline_log:
@@ -335,7 +471,7 @@ class Inspector:
                  'fenced=%s %s', fault.host, fault.monitor_event_id,
                  len(fault.instances), fault.fenced,
                  ' '.join('%s=%.6f' % kv for kv in sorted(
-                     fault.times.items())))
+                     fault.times.items()) if kv[1] is not None))
 
 
 class InspectorHook(publisher.ConfigPublisherBase):
@@ -361,10 +497,6 @@ class InspectorHook(publisher.ConfigPublisherBase):
             fault = self.inspector.handle(parsed, received)
             if fault is not None:
                 faults.append(fault)
-        # With [doctor_publisher] delivery_wait, the report is acked once
-        # the owners were notified (at-least-once across an agent crash).
-        direct.wait_delivered([f for fault in faults for f in fault.firings],
-                              self.inspector.delivery_wait)
         return faults
 
 
@@ -377,7 +509,8 @@ def get_inspector(conf):
     with _LOCK:
         if _INSPECTOR is None:
             engine = engine_mod.get_engine(conf)
-            _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf))
+            _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf),
+                                   check=report_check.get_check(conf))
             _INSPECTOR.start()
         return _INSPECTOR
 

@@ -104,21 +104,39 @@ class ResourceMap:
     def apply(self, event):
         """Follow a ``compute.instance.*`` event; True if it changed the map.
 
-        Uses the traits of our event definitions: instance_id, tenant_id,
-        user_id, host (the instance's compute host, from payload.host),
-        state.
+        See :func:`statement` for the traits it reads.
         """
-        traits = event.traits
-        instance_id = traits.get('instance_id')
-        if not instance_id:
+        said = statement(event)
+        if said is None:
             return False
-        state = traits.get('state')
-        if (event.event_type.endswith('delete.end') or
-                state in DELETED_STATES):
+        instance_id, inst = said
+        if inst is None:
             return self.remove(instance_id) is not None
-        host = traits.get('host')
-        project = traits.get('tenant_id') or traits.get('project_id')
-        if not host or not project:
-            return False
-        self.set(instance_id, project, host, traits.get('user_id'), state)
+        self.set(instance_id, inst.project_id, inst.host, inst.user_id,
+                 inst.state)
         return True
+
+
+def statement(event):
+    """What a ``compute.instance.*`` event says about its instance.
+
+    Returns ``(instance_id, Instance)``, ``(instance_id, None)`` for an
+    instance deleted, or None when the event names no instance, host or
+    owner. Uses the traits of our event definitions: instance_id,
+    tenant_id, user_id, host (the instance's compute host, from
+    payload.host), state.
+    """
+    traits = event.traits
+    instance_id = traits.get('instance_id')
+    if not instance_id:
+        return None
+    state = traits.get('state')
+    if (event.event_type.endswith('delete.end') or
+            state in DELETED_STATES):
+        return instance_id, None
+    host = traits.get('host')
+    project = traits.get('tenant_id') or traits.get('project_id')
+    if not host or not project:
+        return None
+    return instance_id, Instance(instance_id, project, traits.get('user_id'),
+                                 host, state)

@@ -145,16 +145,10 @@ class Demo:
                                            self.consumers[p].url('/failure'))
 
     def start_monitor(self, transport_url):
-        from oslo_config import cfg
-
         from doctor_ext.monitor import ping
-        from doctor_ext.monitor import report
 
-        conf = cfg.ConfigOpts()
-        conf([], project='doctor-monitor')
-        report.register_opts(conf)
-        transport = report.get_transport(conf, url=transport_url)
-        self.reporter = report.Reporter(conf, transport=transport)
+        # Signed with the secret the agent shares.
+        self.reporter = self.stack.reporter()
         try:
             self.host = netns.FaultyHost().create()
             address = self.host.address

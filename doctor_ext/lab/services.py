@@ -1,7 +1,8 @@
 """Start the real services of the fault path on this machine.
 
 Used by the functional tests, the demo and the benchmark: a RabbitMQ vhost
-of its own, an Aodh database of its own (created with ``aodh-dbsync``),
+of its own, an Aodh database of its own (created with ``aodh-dbsync``, and
+doctor-ext's tables in it with ``doctor-ext-dbsync``),
 ``aodh-api`` in noauth mode, and ``ceilometer-agent-notification`` with
 doctor-ext's plugins and the repository's etc/ceilometer files. Everything
 started here is stopped by :meth:`Stack.stop`.
@@ -9,6 +10,7 @@ started here is stopped by :meth:`Stack.stop`.
 
 import datetime
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,12 +21,16 @@ import time
 import urllib.parse
 import uuid
 
+from oslo_config import cfg
 import requests
 import sqlalchemy as sa
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
+# [doctor_notifier] egress_allow of the lab's agents: the consumer doubles
+# listen on loopback, which the egress policy refuses by default.
+LAB_EGRESS_ALLOW = '127.0.0.0/8'
 
 
 class StackError(RuntimeError):
@@ -302,6 +308,9 @@ class Stack:
             REPO, 'etc', 'ceilometer', 'event_pipeline.yaml')
         self.event_definitions = os.path.join(
             REPO, 'etc', 'ceilometer', 'event_definitions.yaml')
+        # Shared by the agents ([doctor_reports] secret) and the reporters
+        # of :meth:`reporter` ([doctor_monitor] secret).
+        self.report_secret = secrets.token_hex(16)
         self.aodh_url = None
         self.processes = []
         self.agents = []
@@ -360,6 +369,9 @@ class Stack:
         if res.returncode:
             raise StackError('aodh-dbsync failed: %s' % res.stderr.decode(
                 errors='replace')[-2000:])
+        self._progress("creating doctor-ext's tables (doctor-ext-dbsync)")
+        from doctor_ext.db import migration
+        migration.upgrade(self.db.url)
         port = free_port()
         self._progress('starting aodh-api on port %d' % port)
         proc = Process('aodh-api', [
@@ -417,9 +429,12 @@ class Stack:
                                  'timeline_log': 'True'},
             'doctor_nova': self.nova_credentials,
             'doctor_inspector': {'timeline_log': 'True'},
+            # The monitor's reports are signed with the stack's secret.
+            'doctor_reports': {'secret': self.report_secret},
             # Maintenance state files stay in the lab's work directory.
             'doctor_maintenance': {'state_dir': os.path.join(
                 self.workdir, 'maintenance-%s' % name)},
+            'doctor_notifier': {'egress_allow': LAB_EGRESS_ALLOW},
         }
 
     def start_agent(self, wait=True):
@@ -442,6 +457,22 @@ class Stack:
         if wait:
             self.wait_agent(proc)
         return proc
+
+    def reporter(self, secret=None):
+        """A monitor's reporter on this stack's bus (close it when done).
+
+        It signs with the stack's secret, or ``secret`` if given (``''``:
+        unsigned).
+        """
+        from doctor_ext.monitor import report
+        conf = cfg.ConfigOpts()
+        conf([], project='doctor-monitor')
+        report.register_opts(conf)
+        report.register_transport_opts(conf)
+        conf.set_override('transport_url', self.broker.url)
+        conf.set_override('secret', self.report_secret if secret is None
+                          else secret, report.GROUP)
+        return report.Reporter(conf)
 
     def wait_agent(self, proc, timeout=90):
         """Ready: alarms loaded, instance map loaded, queues consumed."""

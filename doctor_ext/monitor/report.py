@@ -32,6 +32,11 @@ notification driver's Target carries only a topic), so the Reporter makes
 its own transport with ``control_exchange`` set to ``[doctor_monitor]
 exchange``; see :func:`get_transport`.
 
+Each report is signed with ``[doctor_monitor] secret`` when it is sent
+(:mod:`.signing`): the payload gets ``signed_at`` and ``signature``. A report
+sent again (the ping monitor retries one that could not be sent) is signed
+again, with a new ``signed_at``.
+
 Sending never blocks for ever: the notifier retries a broker connection at
 most ``retry`` times (``[doctor_monitor] send_retry``). oslo.messaging's
 notifier does not raise when it gives up, it logs the error and returns; the
@@ -54,6 +59,8 @@ from oslo_log import log
 import oslo_messaging
 from oslo_messaging import opts as messaging_opts
 from oslo_utils import timeutils
+
+from doctor_ext.monitor import signing
 
 LOG = log.getLogger(__name__)
 
@@ -99,6 +106,12 @@ OPTS = [
     cfg.StrOpt('severity', default='critical', choices=SEVERITY_CHOICES,
                help='Severity of the compute.host.down reports (a '
                     'compute.host.up report is "cleared").'),
+    cfg.StrOpt('secret', secret=True,
+               help='Secret the reports are signed with (HMAC-SHA256, '
+                    'see doctor_ext.monitor.signing): the same as '
+                    '[doctor_reports] secret of the notification agents. '
+                    'Unset: reports are sent unsigned, and agents that '
+                    'verify them (the default) refuse them.'),
     cfg.IntOpt('send_retry', default=3, min=0,
                help='How many times a report is retried when the broker '
                     'cannot be reached, before sending fails with an '
@@ -338,6 +351,10 @@ class Reporter:
         self.severity = opts.severity
         self.retry = opts.send_retry
         self.publisher_id = opts.publisher_id or default_publisher_id()
+        self._secret = opts.secret
+        if not self._secret:
+            LOG.warning('[%s] secret is not set: reports are sent unsigned '
+                        'and agents that verify them refuse them', GROUP)
         self._own_transport = transport is None
         if transport is None:
             transport = get_transport(conf)
@@ -388,8 +405,11 @@ class Reporter:
         report = validate_report(report)
         status = report['details']['status']
         priority = PRIORITIES[status]
+        payload = report
+        if self._secret:
+            payload = signing.sign(self._secret, report['type'], report)
         with self._failures.watch() as caught:
-            getattr(self._notifier, priority)({}, report['type'], report)
+            getattr(self._notifier, priority)({}, report['type'], payload)
         if caught:
             exc_info = next((r.exc_info for r in caught if r.exc_info),
                             None)

@@ -10,6 +10,10 @@ aodh-listener an operator keeps (through Ceilometer's own ``notifier://``
 publisher, with ``policy=drop`` by default so a broker outage never blocks
 the agent).
 
+A host fault or maintenance report that the inspector's report check
+refuses (:mod:`doctor_ext.inspector.report_check`: unsigned, badly signed,
+too old, replayed) is neither evaluated nor relayed.
+
 Failure handling: an event that cannot be parsed is logged and dropped
 alone. If the alarms are not loaded yet (the Aodh database is unreachable at
 start), the publisher raises, so that Ceilometer requeues the notification
@@ -28,57 +32,31 @@ from oslo_utils import netutils
 
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events as events_mod
-from doctor_ext.publisher import shortcut
+from doctor_ext.evaluator import store as store_mod
+from doctor_ext.inspector import journal
+from doctor_ext.inspector import report_check
 
 LOG = log.getLogger(__name__)
 
 GROUP = 'doctor_publisher'
 OPTS = [
     cfg.FloatOpt('delivery_wait', default=0.0, min=0,
-                 help='Seconds the doctor:// and doctor-inspector:// '
-                      'publishers wait for the consumers to acknowledge '
-                      'before the notification is acked. 0 acks as soon as '
-                      'the notifications are queued (lowest latency; a '
-                      'notification queued when the agent is killed is '
-                      'lost). A positive value gives at-least-once delivery '
-                      'across an agent crash: the unacked notification is '
-                      'redelivered and the alarms its events had moved to '
-                      'alarm notify again (a consumer may get a notification '
-                      'twice); it holds one agent thread per notification '
-                      'until its POSTs are done or the wait is over.'),
+                 deprecated_for_removal=True,
+                 deprecated_reason='Delivery is at-least-once through the '
+                                   'outbox ([doctor_state]); no agent '
+                                   'thread waits for a notification.',
+                 help='Ignored. Notifications owed by a claimed alarm are '
+                      'written to the outbox in the claim\'s transaction '
+                      'and delivered by another agent if this one dies.'),
     cfg.BoolOpt('drop_nova_duplicates', default=True,
                 help="Drop Nova's own compute.instance.update for an "
-                     'instance state the inspector already reported.'),
+                     'instance the inspector already reported in error '
+                     '(recognised once, by whichever agent receives it).'),
 ]
 
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
-
-
-def wait_delivered(firings, wait):
-    """Wait up to ``wait`` seconds for the POSTs of ``firings`` to end.
-
-    And for their history rows, while the Aodh database takes writes (they
-    are in memory until written).
-    """
-    if not wait or not firings:
-        return
-    deadline = time.monotonic() + wait
-    pending = []
-    for firing in firings:
-        futures = list(firing.deliveries)
-        if getattr(firing, 'recorded', None) is not None:
-            futures.append(firing.recorded)
-        for future in futures:
-            try:
-                future.result(max(0, deadline - time.monotonic()))
-            except Exception:
-                pending.append(firing.alarm.alarm_id)
-    if pending:
-        LOG.warning('Delivery for %d alarm(s) still pending after %.1f s, '
-                    'acknowledging the notification anyway: %s',
-                    len(pending), wait, ', '.join(sorted(set(pending))[:10]))
 
 
 class DirectPublisher(publisher.ConfigPublisherBase):
@@ -101,6 +79,9 @@ class DirectPublisher(publisher.ConfigPublisherBase):
         # The engine starts its background work (alarm load, listeners)
         # now, without blocking the agent's start.
         self._engine = engine_mod.get_engine(conf)
+        self._journal = journal.FaultJournal(self._engine.store,
+                                             self._engine.owner)
+        self._check = report_check.get_check(conf)
         LOG.info('doctor publisher loaded%s',
                  ' (relaying to topic %s)' % topic if topic else '')
 
@@ -109,34 +90,42 @@ class DirectPublisher(publisher.ConfigPublisherBase):
 
     def publish_events(self, events):
         received = time.time()
-        if self._relay is not None:
-            self._relay.publish_events(events)
         parsed = []
+        relayed = []
         for event in events:
             try:
-                parsed.append(events_mod.from_ceilometer(event))
+                one = events_mod.from_ceilometer(event)
             except events_mod.InvalidEvent as e:
                 LOG.error('Dropping event %s: %s',
                           getattr(event, 'message_id', '?'), e)
+                relayed.append(event)
+                continue
+            if self._check.accept(one):
+                parsed.append(one)
+                relayed.append(event)
+        if self._relay is not None and relayed:
+            self._relay.publish_events(relayed)
         if self._opts.drop_nova_duplicates:
             parsed = [e for e in parsed if not self._duplicate(e)]
         if not parsed:
             return []
-        wait = self._opts.delivery_wait
-        extra = {'at_least_once': True} if wait else {}
-        firings = self._engine.evaluate(parsed, received=received, **extra)
-        wait_delivered(firings, wait)
-        return firings
+        return self._engine.evaluate(parsed, received=received)
 
-    @staticmethod
-    def _duplicate(event):
-        if event.event_type != 'compute.instance.update':
+    def _duplicate(self, event):
+        if (event.event_type != 'compute.instance.update' or
+                event.traits.get('state') != 'error'):
             return False
         instance_id = event.traits.get('instance_id')
-        state = event.traits.get('state')
-        if instance_id and state and shortcut.LEDGER.consume(instance_id,
-                                                             state):
-            LOG.debug('Dropping Nova update of %s to %s: owners were told '
-                      'by the inspector', instance_id, state)
-            return True
-        return False
+        if not instance_id:
+            return False
+        try:
+            seen = self._journal.nova_update_seen(instance_id)
+        except store_mod.StoreUnavailable as e:
+            # Better twice than never: the owner may be told again.
+            LOG.warning('Cannot check whether owners of %s were told '
+                        'already; evaluating the update: %s', instance_id, e)
+            return False
+        if seen:
+            LOG.debug('Dropping Nova update of %s to error: owners were '
+                      'told by the inspector', instance_id)
+        return seen

@@ -335,6 +335,18 @@ class FaultTest(fbase.FunctionalTest):
                                    if not isinstance(r.body, dict)),
                 fired, self.queues()))
 
+    def report_down(self, tally, host, timeout, project=None):
+        """Report ``host`` down and wait for ``tally.expected``.
+
+        Returns (when the report was sent, when the last POST of
+        ``project``, or of any project, arrived), in ``time.time()``.
+        """
+        sent = time.time()
+        self.reporter.report(host)
+        tally.sent = 1
+        self.wait_alarms(tally.expected, timeout)
+        return sent, max(r.time for r in self.received(project))
+
     def db_alarms(self):
         """``{alarm_id: (state, transitions in history)}`` from Aodh's DB."""
         from aodh.storage.sqlalchemy import models

@@ -59,11 +59,7 @@ class TestFailingConsumers(base.FaultTest):
                            'refuse (10 notifications each) beside healthy '
                            'ones (30)')
         tally.expected = {a for _, a in good_vms.values()}
-        sent = time.time()
-        self.reporter.report('compute-1')
-        tally.sent = 1
-        self.wait_alarms(tally.expected, 10)
-        last = max(r.time for r in self.received())
+        sent, last = self.report_down(tally, 'compute-1', 10)
         # Every failing notification gives up, within its retry bound.
         base.poll(lambda: self.log_of(agent).count(
             'Failed to notify alarm') >= len(bad_alarms), 60,

@@ -10,13 +10,11 @@ etc/ceilometer files.
 import os
 
 import fixtures
-from oslo_config import cfg
 from oslotest import base
 
 from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.lab import nova as nova_mod
 from doctor_ext.lab import services
-from doctor_ext.monitor import report
 from tests import fixtures as doctor_fixtures
 
 POSTGRES = os.environ.get('DOCTOR_TEST_POSTGRES',
@@ -58,12 +56,9 @@ class FunctionalTest(base.BaseTestCase):
         self.stack.start_aodh()
         self.reporter = self.make_reporter()
 
-    def make_reporter(self):
-        conf = cfg.ConfigOpts()
-        conf([], project='doctor-monitor')
-        report.register_opts(conf)
-        reporter = report.Reporter(conf, transport=report.get_transport(
-            conf, url=self.broker.url))
+    def make_reporter(self, secret=None):
+        """The monitor's reporter, signing with the agents' secret."""
+        reporter = self.stack.reporter(secret)
         self.addCleanup(reporter.close)
         return reporter
 

@@ -17,6 +17,7 @@ import oslo_messaging
 from doctor_ext.inspector import maintenance
 from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.monitor import report
+from doctor_ext.monitor import signing
 from tests.functional import base
 
 HOST = 'compute-1'
@@ -316,7 +317,9 @@ class TestMaintenanceNotification(MaintenanceTest):
         notifier = oslo_messaging.Notifier(
             transport, driver='messagingv2', topics=['notifications'],
             publisher_id='maintenance-tool')
-        notifier.info({}, event_type, payload)
+        # Signed as the monitor signs, with the agents' secret.
+        notifier.info({}, event_type, signing.sign(
+            self.stack.report_secret, event_type, payload))
 
     def test_maintenance_host_then_end(self):
         vms = self.add_owned_vms(HOST, 1)

@@ -22,15 +22,15 @@ class FakeStore:
         self.taken = set(taken)
         self.fail = None
 
-    def claim(self, transitions, refire=()):
-        self.calls.append((list(transitions), set(refire)))
+    def claim(self, transitions, owed=()):
+        self.calls.append((list(transitions), list(owed)))
         if len(self.calls) == 1:
             self.held.set()
             self.hold.wait(10)
         if self.fail is not None:
             raise self.fail
         ids = [i for i, _ in transitions]
-        won = {i for i in ids if i not in self.taken or i in refire}
+        won = {i for i in ids if i not in self.taken}
         self.taken.update(ids)
         return won
 
@@ -43,11 +43,11 @@ class TestClaimGroup(base.BaseTestCase):
         self.store = FakeStore()
         self.results = {}
 
-    def start(self, name, transitions, refire=()):
+    def start(self, name, transitions, owed=()):
         def run():
             try:
                 self.results[name] = self.group.claim(
-                    self.store.claim, transitions, refire)
+                    self.store.claim, transitions, owed)
             except Exception as e:
                 self.results[name] = e
         thread = threading.Thread(target=run)
@@ -59,7 +59,7 @@ class TestClaimGroup(base.BaseTestCase):
         self.store.hold.set()
         self.assertEqual({'a1'}, self.group.claim(
             self.store.claim, [('a1', 'r1')]))
-        self.assertEqual([([('a1', 'r1')], set())], self.store.calls)
+        self.assertEqual([([('a1', 'r1')], [])], self.store.calls)
 
     def test_callers_queued_behind_a_claim_share_the_next(self):
         first = self.start('first', [('a1', 'r1')])
@@ -92,19 +92,25 @@ class TestClaimGroup(base.BaseTestCase):
         self.assertEqual({'b1'}, self.results['one'])
         self.assertEqual({'b2'}, self.results['two'])
 
-    def test_refire_only_for_the_caller_that_asked(self):
-        self.store.taken = {'b1', 'b2'}
+    def test_owed_rows_go_with_the_caller_the_alarm_goes_to(self):
         self.start('first', [('a1', 'r1')])
         self.assertTrue(self.store.held.wait(10))
-        self.start('again', [('b1', 'r')], refire=['b1'])
+        self.start('one', [('b1', 'from one')],
+                   [{'id': 'o1', 'alarm_id': 'b1'},
+                    {'id': 'rep1', 'alarm_id': 'rep'}])
         wait_until(lambda: self.group.queued == 1)
-        self.start('plain', [('b2', 'r')])
+        self.start('two', [('b1', 'from two')],
+                   [{'id': 'o2', 'alarm_id': 'b1'},
+                    {'id': 'rep2', 'alarm_id': 'rep'}])
         wait_until(lambda: self.group.queued == 2)
         self.store.hold.set()
         wait_until(lambda: len(self.results) == 3)
-        self.assertEqual({'b1'}, self.store.calls[1][1])
-        self.assertEqual({'b1'}, self.results['again'])
-        self.assertEqual(set(), self.results['plain'])
+        # The alarm and its outbox row are the first caller's; rows of
+        # alarms nobody claims (repeating ones) are all written.
+        self.assertEqual(['o1', 'rep1', 'rep2'],
+                         [o['id'] for o in self.store.calls[1][1]])
+        self.assertEqual({'b1'}, self.results['one'])
+        self.assertEqual(set(), self.results['two'])
 
     def test_an_error_reaches_every_caller_of_that_claim_only(self):
         self.start('first', [('a1', 'r1')])

@@ -97,9 +97,9 @@ class EngineTest(base.BaseTestCase):
             def __getattr__(self, name):
                 return getattr(store, name)
 
-            def claim(self, transitions, refire=()):
+            def claim(self, transitions, owed=(), lease=None):
                 steps.append(('claim', len(transitions)))
-                return store.claim(transitions, refire)
+                return store.claim(transitions, owed, lease)
 
         class Notifier:
             def submit(self, notification):

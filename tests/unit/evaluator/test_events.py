@@ -22,13 +22,34 @@ class TestParse(base.BaseTestCase):
         self.assertEqual(4, e.traits['vcpus'])
         self.assertEqual(datetime.datetime(2026, 11, 24, 1, 2, 3),
                          e.traits['at'])
+        # Handed on as received, as Aodh hands on what it got.
+        self.assertEqual(message(), e.serialize())
+
+    def test_built_event_serialized_like_ceilometer(self):
+        e = events.make_event('x.y', {'vcpus': 4, 'at': datetime.datetime(
+            2026, 11, 24, 1, 2, 3), 'tenant_id': 'p1'})
         out = e.serialize()
-        self.assertEqual(['vcpus', 2, 4], out['traits'][2])
-        self.assertEqual('2026-11-24T01:02:03', out['traits'][3][2])
+        self.assertEqual(['vcpus', 2, 4], out['traits'][0])
+        self.assertEqual(['at', 4, '2026-11-24T01:02:03'], out['traits'][1])
+        self.assertEqual('p1', e.project)
 
     def test_project_id_trait(self):
         e = events.from_serialized(message(traits=[['project_id', 1, 'p9']]))
         self.assertEqual('p9', e.project)
+
+    def test_project_is_the_last_project_trait_as_in_aodh(self):
+        def project(traits):
+            return events.from_serialized(message(traits=traits)).project
+        self.assertEqual('p2', project([['tenant_id', 1, 'p1'],
+                                        ['project_id', 1, 'p2']]))
+        self.assertEqual('p1', project([['project_id', 1, 'p2'],
+                                        ['tenant_id', 1, 'p1']]))
+        # Even an empty one, and a name given twice counts where it is last.
+        self.assertEqual('', project([['tenant_id', 1, 'p1'],
+                                      ['project_id', 1, '']]))
+        self.assertEqual('p3', project([['tenant_id', 1, 'p1'],
+                                        ['project_id', 1, 'p2'],
+                                        ['tenant_id', 1, 'p3']]))
 
     def test_ceilometer_model(self):
         ev = models.Event('m2', 'compute.host.down',

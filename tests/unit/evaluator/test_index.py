@@ -1,10 +1,14 @@
+import fnmatch
 import uuid
 
+from hypothesis import given
+from hypothesis import settings
 from oslotest import base
 
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import index
 from doctor_ext.evaluator import rules
+from tests.unit.evaluator import strategies
 
 
 def make_alarm(project='p1', event_type='compute.instance.update',
@@ -92,3 +96,54 @@ class TestAlarmIndex(base.BaseTestCase):
         self.assertIsNotNone(self.idx.remove('b'))
         self.assertEqual(0, len(self.idx))
         self.assertEqual({}, self.idx._projects)
+
+
+class TestIndexAgreesWithRules(base.BaseTestCase):
+    """The index never hides an alarm whose rules match (a property)."""
+
+    @settings(max_examples=500, deadline=None, derandomize=True,
+              database=None)
+    @given(strategies.alarms(max_size=12),
+           strategies.batches(max_batches=1, max_events=6))
+    def test_candidates_are_a_superset_of_the_matches(self, rows, batches):
+        alarms = []
+        for i, row in enumerate(rows):
+            try:
+                alarms.append(rules.compile_alarm({
+                    'alarm_id': 'a%d' % i, 'type': 'event',
+                    'project_id': row['project_id'], 'state': row['state'],
+                    'rule': {'event_type': row['event_type'],
+                             'query': row['query']}}))
+            except rules.InvalidAlarm:
+                pass
+        idx = index.AlarmIndex()
+        idx.replace_all(alarms)
+        for message in batches[0]:
+            event = events.from_serialized(message)
+            matching = {a.alarm_id for a in alarms
+                        if a.project_id == event.project and
+                        fnmatch.fnmatchcase(event.event_type,
+                                            a.event_type) and
+                        a.matches(event)}
+            candidates = {a.alarm_id for a in idx.candidates(event)}
+            self.assertEqual(set(), matching - candidates,
+                             'the index misses alarms that match %r'
+                             % message)
+            self.assertEqual(matching, {a.alarm_id for a in
+                                        idx.match(event)})
+
+    def test_integer_trait_and_string_query_agree(self):
+        # An integer 5 is not "5", with or without a second condition.
+        for query in ([{'field': 'traits.count', 'op': 'eq', 'value': '5'}],
+                      [{'field': 'traits.count', 'op': 'eq', 'value': '5'},
+                       {'field': 'traits.instance_id', 'op': 'eq',
+                        'value': 'vm-1'}]):
+            idx = index.AlarmIndex()
+            alarm = make_alarm(query=query)
+            idx.add(alarm)
+            for count, expected in ((5, []), ('5', [alarm])):
+                event = events.make_event('compute.instance.update', {
+                    'tenant_id': 'p1', 'instance_id': 'vm-1',
+                    'count': count})
+                self.assertEqual(bool(expected), alarm.matches(event))
+                self.assertEqual(expected, idx.match(event))

@@ -55,7 +55,8 @@ def ours(alarm, message):
 
 TRAITS = [['instance_id', 1, 'vm-1'], ['state', 1, 'error'],
           ['tenant_id', 1, 'p1'], ['vcpus', 2, 4], ['ratio', 3, 0.5],
-          ['launched_at', 4, '2026-11-20T10:00:00']]
+          ['launched_at', 4, '2026-11-20T10:00:00'],
+          ['big', 2, 9007199254740993], ['text4', 1, '4']]
 
 
 class TestAgainstAodh(base.BaseTestCase):
@@ -96,6 +97,22 @@ class TestAgainstAodh(base.BaseTestCase):
          True),
         ([{'field': 'traits.state', 'op': 'eq', 'value': 'error',
            'type': 'string'}], '*', True),
+        # The trait keeps its own type; Python compares the two values.
+        ([{'field': 'traits.ratio', 'op': 'gt', 'value': '0',
+           'type': 'integer'}], '*', True),
+        ([{'field': 'traits.big', 'op': 'eq', 'value': '9007199254740993',
+           'type': 'float'}], '*', False),
+        ([{'field': 'traits.big', 'op': 'eq', 'value': '9007199254740993',
+           'type': 'integer'}], '*', True),
+        ([{'field': 'traits.vcpus', 'op': 'eq', 'value': '4'}], '*', False),
+        ([{'field': 'traits.vcpus', 'op': 'ne', 'value': '4'}], '*', True),
+        ([{'field': 'traits.text4', 'op': 'eq', 'value': '4',
+           'type': 'integer'}], '*', False),
+        ([{'field': 'traits.text4', 'op': 'ne', 'value': '4',
+           'type': 'integer'}], '*', True),
+        ([{'field': 'traits.launched_at', 'op': 'eq',
+           'value': '2026-11-20T12:00:00+02:00', 'type': 'datetime'}], '*',
+         True),
     ]
 
     def test_cases_match_aodh(self):
@@ -128,6 +145,29 @@ class TestStockDefectsFixed(base.BaseTestCase):
         self.assertTrue(ours(alarm, message))
         alarm['rule']['query'][0]['value'] = 'other'
         self.assertFalse(ours(alarm, message))
+
+    def test_top_level_field_compared_as_text_whatever_the_type(self):
+        message = serialized(TRAITS)
+        message['message_id'] = '1'
+        for value, expected in (('1', True), ('01', False)):
+            alarm = alarm_dict([{'field': 'message_id', 'op': 'eq',
+                                 'value': value, 'type': 'integer'}])
+            self.assertEqual(expected, ours(alarm, message), value)
+        alarm = alarm_dict([{'field': 'generated', 'op': 'lt',
+                             'value': '2026-11-25', 'type': 'datetime'}])
+        self.assertTrue(ours(alarm, message))
+
+    def test_boolean_query_on_a_trait_that_is_no_boolean_word(self):
+        # The trait is a value of another type: only ne holds.
+        message = serialized([['up', 1, 'maybe'], ['n', 2, 5],
+                              ['tenant_id', 1, 'p1']])
+        for field in ('traits.up', 'traits.n', 'traits.missing'):
+            for op, expected in (('eq', False), ('ne', True), ('gt', False),
+                                 ('le', False)):
+                alarm = alarm_dict([{'field': field, 'op': op,
+                                     'value': 'false', 'type': 'boolean'}])
+                self.assertEqual(expected, ours(alarm, message),
+                                 '%s %s' % (field, op))
 
     def test_boolean_query(self):
         # Aodh: KeyError on type 'boolean', the whole project's events drop.

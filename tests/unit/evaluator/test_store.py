@@ -75,6 +75,66 @@ class TestClaim(StoreTest):
                                  self.db.row(a)['state_reason'])
 
 
+class TestOutbox(StoreTest):
+    """A claimed alarm always has its outbox rows, written with the claim."""
+
+    def owed(self, alarm_id, n=0):
+        return {'id': '%s-%d' % (alarm_id[:20], n), 'alarm_id': alarm_id,
+                'project_id': 'p1', 'action': 'http://vnfm/%d' % n,
+                'payload': '{"alarm_id": "%s"}' % alarm_id}
+
+    def outbox(self):
+        from doctor_ext.db import models
+        with self.db.engine.connect() as conn:
+            return {r.id: r for r in conn.execute(
+                models.outbox.select())}
+
+    def test_rows_of_won_alarms_and_of_repeating_ones(self):
+        free, taken = self.db.add_alarm(), self.db.add_alarm(state='alarm')
+        store = self.store()
+        until = datetime.datetime(2030, 1, 1)
+        won = store.claim([(free, 'r'), (taken, 'r')],
+                          [self.owed(free), self.owed(free, 1),
+                           self.owed(taken), self.owed('repeating-1')],
+                          lease=('agent-a', until))
+        self.assertEqual({free}, won)
+        rows = self.outbox()
+        self.assertEqual({self.owed(free)['id'], self.owed(free, 1)['id'],
+                          self.owed('repeating-1')['id']}, set(rows))
+        for row in rows.values():
+            self.assertEqual(('pending', 'agent-a', until, 0),
+                             (row.state, row.lease_owner, row.lease_until,
+                              row.attempts))
+        # The same firing evaluated again owes nothing new.
+        self.assertEqual(set(), store.claim(
+            [(free, 'r')], [self.owed(free), self.owed('repeating-1')]))
+        self.assertEqual(3, len(self.outbox()))
+
+    def test_outcomes_recorded(self):
+        free = self.db.add_alarm()
+        store = self.store()
+        store.claim([(free, 'r')], [self.owed(free), self.owed(free, 1)],
+                    lease=('agent-a', datetime.datetime(2030, 1, 1)))
+        store.finish_outbox([(self.owed(free)['id'], ('delivered', None)),
+                             (self.owed(free, 1)['id'],
+                              ('given_up', 'HTTP 500 after 4 attempts'))])
+        rows = self.outbox()
+        self.assertEqual(
+            {('delivered', None, None), ('given_up',
+                                         'HTTP 500 after 4 attempts', None)},
+            {(r.state, r.error, r.lease_owner) for r in rows.values()})
+
+    def test_no_rows_without_the_claim(self):
+        # An outbox row the database refuses: the claim is undone too.
+        free = self.db.add_alarm()
+        store = self.store()
+        bad = dict(self.owed(free), action=None)   # NOT NULL violated
+        self.assertRaises(store_mod.StoreUnavailable, store.claim,
+                          [(free, 'r')], [bad])
+        self.assertNotEqual('alarm', self.db.state(free))
+        self.assertEqual({}, self.outbox())
+
+
 class TestLoad(StoreTest):
 
     def test_event_alarms_page_by_page(self):
@@ -94,14 +154,15 @@ class TestHistory(StoreTest):
         store = self.store()
         when = datetime.datetime(2026, 11, 24, 6, 0, 0, 123456)
         change = {'event_id': 'e-1', 'alarm_id': a, 'project_id': 'p1',
-                  'severity': 'critical', 'reason': 'reason "x"',
-                  'timestamp': when}
+                  'user_id': 'u1', 'severity': 'critical',
+                  'reason': 'reason "x"', 'timestamp': when}
         store.record_history([change, dict(change)])
         store.record_history([change, dict(change, event_id='e-2')])
         rows = sorted(self.db.history(a), key=lambda r: r['event_id'])
         self.assertEqual(['e-1', 'e-2'], [r['event_id'] for r in rows])
         row = rows[0]
-        self.assertEqual(('p1', None, None, 'state transition', 'critical',
+        # The alarm's project and user, as Aodh's evaluator writes them.
+        self.assertEqual(('p1', 'p1', 'u1', 'state transition', 'critical',
                           when),
                          (row['on_behalf_of'], row['project_id'],
                           row['user_id'], row['type'], row['severity'],

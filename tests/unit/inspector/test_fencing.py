@@ -339,6 +339,11 @@ class TestCredentials(FencerTestCase):
         self.cfg.config(group=fencing.GROUP, username='fencer',
                         password=password)
         logger = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
+        # oslo.log's default_log_levels (set up by other tests of the same
+        # process) quiet keystoneauth: see its DEBUG traffic here.
+        ks_logger = logging.getLogger('keystoneauth')
+        self.addCleanup(ks_logger.setLevel, ks_logger.level)
+        ks_logger.setLevel(logging.DEBUG)
         server = self.nova.add_server('compute-1', 'p')
         self.nova.fail(500, count=1, path_regex='/action$')
         fencer = self.fencer()

@@ -1,7 +1,9 @@
 """The inspector: host faults to per-instance events, and fencing in Nova.
 
 Nova is the Nova double over HTTP, reached through the real fencer
-(openstacksdk); the evaluator is a recorder of what it was handed.
+(openstacksdk); the instance map and the fault journal are the shared
+tables on a real PostgreSQL; the evaluator is a recorder of what it was
+handed.
 """
 
 import threading
@@ -10,11 +12,16 @@ from oslo_config import cfg
 from oslotest import base
 
 from doctor_ext.evaluator import events
+from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import hook
-from doctor_ext.inspector import resource_map
+from doctor_ext.inspector import instances
+from doctor_ext.inspector import journal as journal_mod
+from doctor_ext.inspector import report_check
 from doctor_ext.lab import nova as nova_mod
-from doctor_ext.publisher import shortcut
+from doctor_ext.monitor import report
+from doctor_ext.monitor import signing
+from tests import fixtures as doctor_fixtures
 
 
 class RecordingEngine:
@@ -48,22 +55,33 @@ class InspectorTest(base.BaseTestCase):
         fencing.register_opts(self.conf)
         self.nova.configure(self.conf, fencing.GROUP)
         self.conf.set_override('retry_backoff', 0.01, fencing.GROUP)
+        # Fault handling here; the report check has its tests (below, and
+        # test_report_check).
+        report_check.register_opts(self.conf)
+        self.conf.set_override('verify', False, report_check.GROUP)
         self.vms = {}
         for i in range(6):
             p = 'p%d' % (i % 3)
             self.vms[self.nova.add_server('compute-1', p)] = p
         self.other = self.nova.add_server('compute-2', 'p0')
         self.engine = RecordingEngine()
-        self.ledger = shortcut.ShortcutLedger()
+        self.db = self.useFixture(doctor_fixtures.AodhDatabase())
+        store_mod.register_opts(self.conf)
+        self.conf.set_override('aodh_connection', self.db.url,
+                               'doctor_evaluator')
+        self.store = store_mod.AodhStore(self.conf)
+        self.addCleanup(self.store.dispose)
+        self.journal = journal_mod.FaultJournal(self.store, 'agent-a')
         self.inspector = self.make()
 
-    def make(self, engine=None, **overrides):
+    def make(self, engine=None, journal=None, **overrides):
         for k, v in overrides.items():
             self.conf.set_override(k, v, hook.GROUP)
         fencer = fencing.NovaFencer(self.conf)
         self.addCleanup(fencer.close)
         inspector = hook.Inspector(self.conf, engine or self.engine, fencer,
-                                   resource_map.ResourceMap(), self.ledger)
+                                   instances.SharedResourceMap(self.store),
+                                   journal or self.journal)
         self.addCleanup(inspector.stop)
         inspector.start()
         self.assertTrue(inspector.map.loaded.wait(10))
@@ -87,8 +105,18 @@ class InspectorTest(base.BaseTestCase):
         self.assertEqual({'ERROR'}, {self.nova.server(vm)['status']
                                      for vm in self.vms})
         self.assertEqual('ACTIVE', self.nova.server(self.other)['status'])
-        # Nova's own update of the reset is known to the publisher.
-        self.assertTrue(self.ledger.consume(next(iter(self.vms)), 'error'))
+        # Nova's own update of the reset is recognised, once, by any agent.
+        other = journal_mod.FaultJournal(self.store, 'agent-b')
+        vm = next(iter(self.vms))
+        self.assertTrue(other.nova_update_seen(vm))
+        self.assertFalse(self.journal.nova_update_seen(vm))
+        self.assertFalse(other.nova_update_seen(self.other))
+        # The journal says how far fencing got.
+        record = self.journal.get(fault.record.fault_id)
+        self.assertEqual((journal_mod.NOTIFIED, journal_mod.DONE,
+                          journal_mod.DONE),
+                         (record.state, record.fence, record.forced_down))
+        self.assertEqual({journal_mod.DONE}, set(record.resets.values()))
 
     def test_repeated_reports_handled_once_until_recovery(self):
         first = self.inspector.handle(host_down())
@@ -124,12 +152,59 @@ class InspectorTest(base.BaseTestCase):
         self.assertTrue(self.nova.service('compute-1')['forced_down'])
         self.assertLessEqual(fault.times['reset'], fault.times['events'])
 
-    def test_failed_evaluation_is_not_taken_for_a_repeat(self):
+    def test_failed_evaluation_resumed_by_the_redelivered_report(self):
         inspector = self.make(engine=RecordingEngine(fail=True))
-        self.assertRaises(RuntimeError, inspector.handle, host_down())
+        report = host_down()
+        self.assertRaises(RuntimeError, inspector.handle, report)
+        # Recorded before the failure: another report is a repeat ...
+        self.assertIsNone(inspector.handle(host_down()))
+        # ... and the requeued report itself resumes the fault.
         inspector.engine = self.engine
-        self.assertIsNotNone(inspector.handle(host_down()))
+        fault = inspector.handle(report)
+        self.assertIsNotNone(fault)
+        self.assertTrue(fault.done.wait(20))
         self.assertEqual(6, len(self.engine.batches[0]))
+        self.assertIsNone(inspector.handle(report))
+
+    def test_fault_of_a_dead_agent_taken_over_by_another(self):
+        dead = self.make(engine=RecordingEngine(fail=True),
+                         journal=journal_mod.FaultJournal(
+                             self.store, 'agent-dead', lease=0.2))
+        self.assertRaises(RuntimeError, dead.handle, host_down())
+        dead.stop()
+        self.assertEqual([], self.engine.batches)
+        # The live agent's sweep takes the fault once the lease ran out.
+        live = self.inspector
+
+        def swept():
+            live.sweep()
+            return self.engine.batches
+        batch, = doctor_fixtures.poll(swept, 20, 'the fault taken over')
+        self.assertEqual(set(self.vms),
+                         {e.traits['instance_id'] for e in batch})
+        doctor_fixtures.poll(lambda: self.nova.service(
+            'compute-1')['forced_down'], 20, 'the host fenced')
+
+    def test_unknown_instances_keep_the_fault_pending(self):
+        # A map never loaded, Nova unreachable: not handled with nobody
+        # told, but kept resolving and retried.
+        self.nova.fail(503, path_regex='/servers/detail', method='GET')
+        db = self.useFixture(doctor_fixtures.AodhDatabase())
+        self.conf.set_override('aodh_connection', db.url, 'doctor_evaluator')
+        store = store_mod.AodhStore(self.conf)
+        self.addCleanup(store.dispose)
+        journal = journal_mod.FaultJournal(store, 'agent-c')
+        fencer = fencing.NovaFencer(self.conf)
+        self.addCleanup(fencer.close)
+        inspector = hook.Inspector(self.conf, self.engine, fencer,
+                                   instances.SharedResourceMap(store),
+                                   journal)
+        fault = inspector.handle(host_down('compute-1'))
+        self.assertTrue(fault.done.wait(20))
+        self.assertEqual([], self.engine.batches)
+        record = journal.get(fault.record.fault_id)
+        self.assertEqual(journal_mod.RESOLVING, record.state)
+        self.assertEqual(1, record.attempts)
 
     def test_nova_forced_down_by_someone_else_is_a_fault(self):
         inspector = self.make(fence_event_types=['compute.host.down'])
@@ -142,6 +217,41 @@ class InspectorTest(base.BaseTestCase):
         self.assertEqual(6, len(self.engine.batches[0]))
         # Not fenced again: Nova reported it itself.
         self.assertEqual([], self.nova.calls_to('/action$'))
+
+    def test_refused_reports_fence_nothing_notify_nobody(self):
+        self.conf.set_override('verify', True, report_check.GROUP)
+        self.conf.set_override('secret', 'shared', report_check.GROUP)
+        inspector = self.make()
+
+        def down(secret):
+            r = report.build_report('compute-1')
+            if secret:
+                r = signing.sign(secret, r['type'], r)
+            return r
+        signed = down('shared')
+        for payload, message_id in ((down(None), 'unsigned'),
+                                    (down('guessed'), 'forged'),
+                                    (signed, 'genuine'),
+                                    (signed, 'replayed')):
+            fault = inspector.handle(doctor_fixtures.report_event(
+                'compute.host.down', payload, message_id=message_id))
+            if message_id == 'genuine':
+                self.assertTrue(fault.done.wait(20))
+                # Forget it, so that a replay would be handled again.
+                up = report.build_report('compute-1', status='up')
+                self.assertIsNone(inspector.handle(
+                    doctor_fixtures.report_event('compute.host.up',
+                                                 signing.sign(
+                                                     'shared', up['type'],
+                                                     up))))
+            else:
+                self.assertIsNone(fault)
+        self.assertEqual({'unsigned': 1, 'bad signature': 1, 'replayed': 1},
+                         dict(inspector.check.refused))
+        # The genuine report alone notified and fenced.
+        self.assertEqual(1, len(self.engine.batches))
+        self.assertEqual(1, len(self.nova.calls_to('force-down|os-services/'
+                                                   '[0-9a-f-]+$', 'PUT')))
 
     def test_host_without_name_dropped_with_log(self):
         bad = events.make_event('compute.host.down', {'status': 'down'})

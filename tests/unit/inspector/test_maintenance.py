@@ -19,9 +19,11 @@ from stevedore import extension
 
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events
+from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import hook
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
 from doctor_ext.lab import nova as nova_double
 from doctor_ext import opts
@@ -36,7 +38,10 @@ DEFINITIONS = os.path.join(
 class RecordingEngine:
     """Keeps the events it is asked to evaluate; can refuse them."""
 
-    def __init__(self):
+    owner = 'agent-test'
+
+    def __init__(self, store=None):
+        self.store = store
         self.events = []
         self.refuse = None
         self.lock = threading.Lock()
@@ -108,11 +113,18 @@ class MaintenanceTestCase(base.BaseTestCase):
         self.conf([], project='doctor-ext-test')
         self.cfg = self.useFixture(config_fixture.Config(self.conf))
         maintenance.register_opts(self.conf)
+        # Maintenance here; the report check has its own tests.
+        report_check.register_opts(self.conf)
+        self.cfg.config(group=report_check.GROUP, verify=False)
         self.state_dir = self.useFixture(fixtures.TempDir()).path
         self.cfg.config(group=maintenance.GROUP, state_dir=self.state_dir,
                         admin_project_id=self.ADMIN, check_interval=0.05)
         self.log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
-        self.engine = RecordingEngine()
+        # The shared tables (instance map, fault journal) on PostgreSQL.
+        db = self.useFixture(doctor_fixtures.AodhDatabase())
+        self.store = store_mod.AodhStore(doctor_fixtures.store_conf(db.url))
+        self.addCleanup(self.store.dispose)
+        self.engine = RecordingEngine(self.store)
         self.fencer = FakeFencer()
         self.map = resource_map.ResourceMap()
         self.map.replace_all([
@@ -494,7 +506,7 @@ class TestStateFiles(MaintenanceTestCase):
         self.disable()
         session = self.state()['session_id']
         self.inspector.stop()
-        engine = RecordingEngine()
+        engine = RecordingEngine(self.store)
         inspector = hook.Inspector(self.conf, engine, self.fencer,
                                    rmap=self.map)
         self.addCleanup(inspector.stop)

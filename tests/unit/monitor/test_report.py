@@ -14,8 +14,10 @@ from oslo_utils import timeutils
 from oslotest import base
 
 from doctor_ext.monitor import report
+from doctor_ext.monitor import signing
 
 DEADLINE = 10.0
+SECRET = 'monitor-secret'
 
 
 class BuildReportTest(base.BaseTestCase):
@@ -156,6 +158,7 @@ class ReporterTest(base.BaseTestCase):
         self.conf.set_override('transport_url', 'fake://')
         self.conf.set_override('publisher_id', 'doctor-monitor.test',
                                group=report.GROUP)
+        self.conf.set_override('secret', SECRET, group=report.GROUP)
 
     def _listen(self, exchange='doctor'):
         # The listener's own transport keeps the default control_exchange
@@ -195,7 +198,11 @@ class ReporterTest(base.BaseTestCase):
         self.assertEqual('error', first['priority'])
         self.assertEqual('compute.host.down', first['event_type'])
         self.assertEqual('doctor-monitor.test', first['publisher_id'])
-        self.assertEqual(down, first['payload'])
+        payload = first['payload']
+        # The report, signed when it was sent.
+        self.assertEqual(signing.sign(
+            SECRET, 'compute.host.down', down,
+            now=timeutils.parse_isotime(payload['signed_at'])), payload)
         self.assertEqual('info', second['priority'])
         self.assertEqual('compute.host.up', second['event_type'])
         self.assertEqual(up_id, second['payload']['details']
@@ -204,6 +211,17 @@ class ReporterTest(base.BaseTestCase):
         # The shared conf is left as it was (the default depends on who set
         # oslo.messaging's transport defaults in this process).
         self.assertNotEqual('doctor', self.conf.control_exchange)
+
+    def test_unsigned_without_a_secret(self):
+        self.conf.clear_override('secret', group=report.GROUP)
+        log = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        endpoint = self._listen()
+        with report.Reporter(self.conf) as reporter:
+            reporter.report('compute-9')
+            received = endpoint.wait_for(1)
+        self.assertIn('[doctor_monitor] secret is not set: reports are '
+                      'sent unsigned', log.output)
+        self.assertNotIn('signature', received[0]['payload'])
 
     def test_exchange_and_topic_from_conf(self):
         self.conf.set_override('exchange', 'faults', group=report.GROUP)

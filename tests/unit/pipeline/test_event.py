@@ -97,13 +97,19 @@ class TestDoctorEventPipeline(base.BaseTestCase):
         # doctor:// with the alarms not loaded (Aodh's database is not
         # there) refuses the event: it must come back later.
         from doctor_ext.evaluator import engine as engine_mod
+        from doctor_ext.inspector import report_check
         self.addCleanup(engine_mod.reset_engine)
+        self.addCleanup(report_check.reset_check)
         doctor_fixtures.aodh_unreachable(self.conf)
         self.conf.set_override('startup_wait', 0.01,
                                group='doctor_evaluator')
         (endpoint,) = self.manager('doctor://').get_main_endpoints()
         self.assertEqual(oslo_messaging.NotificationResult.REQUEUE,
-                         endpoint.info([notification()]))
+                         endpoint.info([notification(
+                             event_type='compute.instance.update',
+                             payload={'instance_id': 'vm-1',
+                                      'tenant_id': 'p1',
+                                      'state': 'error'})]))
 
     def test_enabled_beside_event_says_so(self):
         self.manager()

@@ -17,10 +17,15 @@ import oslo_messaging
 from oslotest import base
 
 from doctor_ext.evaluator import engine as engine_mod
+from doctor_ext.evaluator import events
 from doctor_ext.inspector import hook
+from doctor_ext.inspector import journal
+from doctor_ext.inspector import report_check
+from doctor_ext.inspector import resource_map
 from doctor_ext.lab import consumer as consumer_mod
+from doctor_ext.monitor import report
+from doctor_ext.monitor import signing
 from doctor_ext.publisher import direct
-from doctor_ext.publisher import shortcut
 from tests import fixtures as doctor_fixtures
 
 
@@ -32,8 +37,8 @@ class _AgentTest(base.BaseTestCase):
         self.conf = doctor_fixtures.ceilometer_conf()
         self.log = self.useFixture(fixtures.FakeLogger(level='INFO'))
         self.addCleanup(hook.reset_inspector)
+        self.addCleanup(report_check.reset_check)
         self.addCleanup(engine_mod.reset_engine)
-        self.addCleanup(shortcut.LEDGER._seen.clear)
 
     def unreachable(self):
         doctor_fixtures.aodh_unreachable(self.conf)
@@ -168,9 +173,43 @@ class DeliveryTest(_AgentTest):
     def test_nova_echo_of_inspector_fault_not_notified_twice(self):
         self.alarm('vm-1', repeat=True)
         ep = self.endpoint()
-        shortcut.LEDGER.record(['vm-1'], 'error')
+        # The inspector reported vm-1 in a fault of its host (any agent).
+        journal.FaultJournal(engine_mod.get_engine(self.conf).store,
+                             'another-agent').open(
+            'compute-1', events.make_event('compute.host.down', {
+                'hostname': 'compute-1'}),
+            [resource_map.Instance('vm-1', 'p1', 'u1', 'compute-1')],
+            fence=False, memory=3600)
         ep.process_notifications('info', [nova_update('vm-1', 'p1')])
         ep.process_notifications('info', [nova_update('vm-1', 'p1')])
         self.assertTrue(self.consumer.consumer.wait_for(1, timeout=10))
         engine_mod.get_engine(self.conf).notifier.flush(10)
         self.assertEqual(1, len(self.consumer.consumer.received))
+
+    def test_refused_report_notifies_nobody(self):
+        # An administrator's alarm on the reports themselves (doctor://).
+        self.db.add_alarm(project_id='', event_type='compute.host.down',
+                          actions=[self.consumer.url('/host')],
+                          repeat_actions=True)
+        report_check.register_opts(self.conf)
+        hook.register_opts(self.conf)
+        self.conf.set_override('secret', 'shared', report_check.GROUP)
+        self.conf.set_override('fence', False, hook.GROUP)
+        ep = self.endpoint()
+
+        def down(host, secret=None):
+            r = report.build_report(host)
+            if secret:
+                r = signing.sign(secret, r['type'], r)
+            return doctor_fixtures.report_notification(r['type'], r)
+        for n in (down('compute-1'), down('compute-2', 'guessed'),
+                  down('compute-3', 'shared')):
+            self.assertEqual(oslo_messaging.NotificationResult.HANDLED,
+                             ep.process_notifications('info', [n]))
+        self.assertTrue(self.consumer.consumer.wait_for(1, timeout=10))
+        engine_mod.get_engine(self.conf).notifier.flush(10)
+        hosts = [{t[0]: t[2] for t in r.body['reason_data']['event'][
+            'traits']}['hostname'] for r in self.consumer.consumer.received]
+        self.assertEqual(['compute-3'], hosts)
+        # Checked by the inspector and doctor://, logged once each.
+        self.assertEqual(2, self.log.output.count('Refused '))
