@@ -20,11 +20,13 @@ import threading
 
 
 class _Request:
-    __slots__ = ('transitions', 'owed', 'done', 'won', 'error', 'lead')
+    __slots__ = ('transitions', 'owed', 'history', 'done', 'won', 'error',
+                 'lead')
 
-    def __init__(self, transitions, owed):
+    def __init__(self, transitions, owed, history):
         self.transitions = transitions
         self.owed = owed
+        self.history = history
         self.done = threading.Event()
         self.won = None
         self.error = None
@@ -33,7 +35,11 @@ class _Request:
 
 
 class ClaimGroup:
-    """Runs ``claim(transitions, owed) -> won ids`` for concurrent callers.
+    """Runs ``claim(transitions, owed, history) -> won ids`` for callers.
+
+    For concurrent callers: ``owed`` (outbox rows) and ``history`` (history
+    changes) are keyed by ``alarm_id`` and go with the caller the alarm
+    goes to.
 
     ``claim`` is the store's claim (:meth:`.store.AodhStore.claim`); it is
     passed per call so that the store can be swapped (tests, reconnects).
@@ -51,8 +57,8 @@ class ClaimGroup:
         with self._lock:
             return len(self._queue)
 
-    def claim(self, claim, transitions, owed=()):
-        request = _Request(list(transitions), list(owed))
+    def claim(self, claim, transitions, owed=(), history=()):
+        request = _Request(list(transitions), list(owed), list(history))
         with self._lock:
             if self._busy:
                 self._queue.append(request)
@@ -99,7 +105,7 @@ class ClaimGroup:
     @staticmethod
     def _run(claim, batch):
         owner = {}          # alarm id -> the request it is claimed for
-        transitions, owed = [], []
+        transitions, owed, history = [], [], []
         for request in batch:
             for alarm_id, reason in request.transitions:
                 if alarm_id not in owner:
@@ -108,8 +114,10 @@ class ClaimGroup:
         for request in batch:
             owed.extend(o for o in request.owed
                         if owner.get(o['alarm_id'], request) is request)
+            history.extend(h for h in request.history
+                           if owner.get(h['alarm_id'], request) is request)
         try:
-            won = claim(transitions, owed)
+            won = claim(transitions, owed, history)
         except BaseException as e:
             # Every caller of this claim raises it (the leader too), so
             # that none returns without an answer.

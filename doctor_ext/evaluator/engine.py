@@ -97,8 +97,8 @@ class Firing:
         self.reason = reason
         self.deliveries = []
         self.times = {}
-        # Future of the history row, while the database takes writes.
-        self.recorded = None
+        # True once the history row is written with the claim.
+        self.recorded = False
 
 
 def reason_for(alarm, event):
@@ -213,7 +213,10 @@ class Engine:
                 # Queued before the history row: written with or before it.
                 self.recorder.state(firing.alarm.alarm_id, firing.reason)
                 firing.alarm.state = rules.ALARM
-            self._record(firing, now)
+            if not firing.recorded:
+                # Not written with the claim (the database was down): the
+                # recorder writes it when it is back.
+                self.recorder.history(self._change(firing, now))
         fired = time.time()
         for firing in firings:
             firing.times['fired'] = fired
@@ -238,6 +241,8 @@ class Engine:
                       for alarm, event, previous in once.values()]
         notes = {f: self._owed(f) for f in candidates + list(repeating)}
         owed_rows = [row for pairs in notes.values() for _, row in pairs]
+        now = timeutils.utcnow()
+        changes = [self._change(f, now) for f in notes]
         deferred = False
         down = self._db_down
         if down is not None and down == getattr(self.recorder, 'written',
@@ -253,7 +258,7 @@ class Engine:
                 won = self.claims.claim(
                     self._claim_with_lease,
                     [(f.alarm.alarm_id, f.reason) for f in candidates],
-                    owed_rows)
+                    owed_rows, changes)
             except store_mod.StoreUnavailable as e:
                 LOG.warning('Aodh database unavailable, firing %d alarm(s) '
                             'on local state (delivered from memory, no '
@@ -284,13 +289,15 @@ class Engine:
                                                      firing.reason)
                 alarm.state = rules.ALARM
         firings.extend(repeating)
+        for firing in firings:
+            firing.recorded = not deferred
         owed = {f: [(n, None if deferred else row['id'])
                     for n, row in notes[f]] for f in firings}
         return firings, owed
 
-    def _claim_with_lease(self, transitions, owed):
+    def _claim_with_lease(self, transitions, owed, history):
         return self.store.claim(transitions, owed, lease=(
-            self.owner, timeutils.utcnow() + self._lease))
+            self.owner, timeutils.utcnow() + self._lease), history=history)
 
     def _repeat(self, repeat):
         """Firings of repeating alarms, once per (alarm, event) here."""
@@ -325,21 +332,20 @@ class Engine:
             reason_data=reason_data, project_id=alarm.project_id)
             for action in alarm.actions]
 
-    def _record(self, firing, now):
+    @staticmethod
+    def _change(firing, now):
+        """The history row of ``firing`` (as the store takes it).
+
+        Its id is derived from the alarm and the event, so that neither a
+        retried write nor a redelivered event adds a second row.
+        """
         alarm = firing.alarm
-        # The history row's id is fixed now, and derived from the alarm and
-        # the event, so that neither a retried write nor a redelivered event
-        # adds a second row.
-        healthy = getattr(self.recorder, 'healthy', False)
-        recorded = self.recorder.history({
-            'event_id': str(uuid.uuid5(HISTORY_NAMESPACE, '%s/%s' % (
-                alarm.alarm_id, firing.event.message_id))),
-            'alarm_id': alarm.alarm_id, 'project_id': alarm.project_id,
-            'user_id': alarm.user_id, 'severity': alarm.severity,
-            'reason': firing.reason,
-            'timestamp': now})
-        if healthy:
-            firing.recorded = recorded
+        event_id = uuid.uuid5(HISTORY_NAMESPACE, '%s/%s' % (
+            alarm.alarm_id, firing.event.message_id))
+        return {'event_id': str(event_id),
+                'alarm_id': alarm.alarm_id, 'project_id': alarm.project_id,
+                'user_id': alarm.user_id, 'severity': alarm.severity,
+                'reason': firing.reason, 'timestamp': now}
 
 
 _ENGINE = None

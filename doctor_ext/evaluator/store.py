@@ -127,6 +127,43 @@ def _record_pg(conn, rows):
         for r in rows])})
 
 
+def _history_rows(changes):
+    """Rows of Aodh's alarm_history for state changes to ``alarm``."""
+    return [{
+        'event_id': c.get('event_id') or str(uuid.uuid4()),
+        'alarm_id': c['alarm_id'],
+        'on_behalf_of': c['project_id'],
+        # As Aodh's evaluator writes them: the alarm's own.
+        'project_id': c['project_id'],
+        'user_id': c.get('user_id'),
+        'type': STATE_TRANSITION,
+        'detail': json.dumps({'state': ALARM,
+                              'transition_reason': c['reason']}),
+        'timestamp': c['timestamp'],
+        'severity': c.get('severity'),
+    } for c in changes]
+
+
+def _insert_history(conn, rows):
+    """Insert history rows, each once (a retry, a redelivered event)."""
+    if not rows:
+        return
+    if conn.dialect.name == 'postgresql':
+        return _record_pg(conn, rows)
+    ids = [r['event_id'] for r in rows]
+    done = {r.event_id for r in conn.execute(
+        sa.select(_HISTORY.c.event_id).where(_HISTORY.c.event_id.in_(ids)))}
+    todo = []
+    for r in rows:
+        # Once each, also within the batch (an event handled twice before
+        # the first row was written).
+        if r['event_id'] not in done:
+            done.add(r['event_id'])
+            todo.append(r)
+    if todo:
+        conn.execute(_HISTORY.insert(), todo)
+
+
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
@@ -222,53 +259,68 @@ class AodhStore:
             return dict(row._mapping) if row is not None else None
         return self.run('loading alarm %s' % alarm_id, load)
 
-    def claim(self, transitions, owed=(), lease=None):
+    def claim(self, transitions, owed=(), lease=None, history=()):
         """Move alarms to ``alarm``, write what they owe; return the moved.
 
-        One transaction: a claimed alarm always has its outbox rows.
+        One transaction: a claimed alarm always has its outbox rows and its
+        history row.
 
         :param transitions: list of (alarm_id, reason).
         :param owed: outbox rows (:func:`.outbox.owed_row`): a row of an
             alarm in ``transitions`` is written only if this call moved the
             alarm; a row of any other alarm (a repeating one) always.
         :param lease: (owner, lease_until) the outbox rows are written with.
+        :param history: history changes (as :meth:`record_history` takes),
+            written on the same condition as ``owed``.
         """
-        if not transitions and not owed:
+        if not transitions and not owed and not history:
             return set()
         reasons = dict(transitions)
         now = timeutils.utcnow()
         lease = lease or (None, now)
+        changes = _history_rows(history)
 
         def run(conn):
             if conn.dialect.name == 'postgresql':
-                return _claim_pg(conn, reasons, owed, lease, now)
-            won = set()
-            if reasons:
-                rows = conn.execute(
-                    sa.select(_ALARMS.c.alarm_id).where(
-                        _ALARMS.c.alarm_id.in_(list(reasons)),
-                        _ALARMS.c.state != ALARM).order_by(
-                        _ALARMS.c.alarm_id).with_for_update()).all()
-                won = {r.alarm_id for r in rows}
-            if won:
-                # Row by row, by primary key: one UPDATE ... WHERE alarm_id
-                # IN (...) may scan (and, on MariaDB, lock) rows that the
-                # other agent holds, and deadlock.
-                conn.execute(
-                    _ALARMS.update().where(
-                        _ALARMS.c.alarm_id == sa.bindparam('b_id')).values(
-                        state=ALARM, state_reason=sa.bindparam('b_reason'),
-                        state_timestamp=now, timestamp=now),
-                    [{'b_id': i, 'b_reason': reasons[i]} for i in sorted(won)])
-            rows = [dict(o, state='pending', attempts=0,
-                         lease_owner=lease[0], lease_until=lease[1],
-                         created_at=now, updated_at=now)
-                    for o in owed
-                    if o['alarm_id'] not in reasons or o['alarm_id'] in won]
-            if rows:
-                conn.execute(db_api.insert_ignore(conn, _OUTBOX), rows)
+                won = _claim_pg(conn, reasons, owed, lease, now)
+            else:
+                won = self._claim_rows(conn, reasons, owed, lease, now)
+            if changes:
+                _insert_history(conn, [
+                    c for c in changes if c['alarm_id'] not in reasons or
+                    c['alarm_id'] in won])
             return won
         return self.run('claiming %d alarm(s)' % len(reasons), run)
+
+    @staticmethod
+    def _claim_rows(conn, reasons, owed, lease, now):
+        """The claim as plain statements (MySQL/MariaDB, SQLite)."""
+        won = set()
+        if reasons:
+            rows = conn.execute(
+                sa.select(_ALARMS.c.alarm_id).where(
+                    _ALARMS.c.alarm_id.in_(list(reasons)),
+                    _ALARMS.c.state != ALARM).order_by(
+                    _ALARMS.c.alarm_id).with_for_update()).all()
+            won = {r.alarm_id for r in rows}
+        if won:
+            # Row by row, by primary key: one UPDATE ... WHERE alarm_id
+            # IN (...) may scan (and, on MariaDB, lock) rows that the
+            # other agent holds, and deadlock.
+            conn.execute(
+                _ALARMS.update().where(
+                    _ALARMS.c.alarm_id == sa.bindparam('b_id')).values(
+                    state=ALARM, state_reason=sa.bindparam('b_reason'),
+                    state_timestamp=now, timestamp=now),
+                [{'b_id': i, 'b_reason': reasons[i]} for i in sorted(won)])
+        rows = [dict(o, state='pending', attempts=0,
+                     lease_owner=lease[0], lease_until=lease[1],
+                     created_at=now, updated_at=now)
+                for o in owed
+                if o['alarm_id'] not in reasons or o['alarm_id'] in won]
+        if rows:
+            conn.execute(db_api.insert_ignore(conn, _OUTBOX), rows)
+        return won
 
     def finish_outbox(self, outcomes):
         """Record the outcome of owed notifications.
@@ -314,39 +366,9 @@ class AodhStore:
         """
         if not changes:
             return
-        rows = []
-        for c in changes:
-            rows.append({
-                'event_id': c.get('event_id') or str(uuid.uuid4()),
-                'alarm_id': c['alarm_id'],
-                'on_behalf_of': c['project_id'],
-                # As Aodh's evaluator writes them: the alarm's own.
-                'project_id': c['project_id'],
-                'user_id': c.get('user_id'),
-                'type': STATE_TRANSITION,
-                'detail': json.dumps({'state': ALARM,
-                                      'transition_reason': c['reason']}),
-                'timestamp': c['timestamp'],
-                'severity': c.get('severity'),
-            })
-
-        def run(conn):
-            if conn.dialect.name == 'postgresql':
-                return _record_pg(conn, rows)
-            ids = [r['event_id'] for r in rows]
-            done = {r.event_id for r in conn.execute(
-                sa.select(_HISTORY.c.event_id).where(
-                    _HISTORY.c.event_id.in_(ids)))}
-            todo = []
-            for r in rows:
-                # Once each, also within the batch (an event handled twice
-                # before the first row was written).
-                if r['event_id'] not in done:
-                    done.add(r['event_id'])
-                    todo.append(r)
-            if todo:
-                conn.execute(_HISTORY.insert(), todo)
-        self.run('recording %d history row(s)' % len(rows), run)
+        rows = _history_rows(changes)
+        self.run('recording %d history row(s)' % len(rows),
+                 lambda conn: _insert_history(conn, rows))
 
     def dispose(self):
         if self._engine is not None:

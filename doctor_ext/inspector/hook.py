@@ -158,6 +158,8 @@ class Inspector:
         self._fence_pool = concurrent.futures.ThreadPoolExecutor(
             self._opts.fence_workers, thread_name_prefix='doctor-fence')
         self._stop = threading.Event()
+        # Set when an instance event could not be written to the map.
+        self._resync_soon = threading.Event()
         self._loader = None
         self.maintenance = maintenance.MaintenanceTracker(
             conf, engine, self.map, fencer)
@@ -176,6 +178,7 @@ class Inspector:
 
     def stop(self):
         self._stop.set()
+        self._resync_soon.set()
         self._fence_pool.shutdown(wait=False)
         self.maintenance.stop()
 
@@ -198,7 +201,14 @@ class Inspector:
                      'host(s)', len(self.map), len(self.map.hosts()))
             delay = 0.5
             interval = self._opts.resource_map_resync_interval
-            if not interval or self._stop.wait(interval):
+            self._resync_soon.wait(interval or None)
+            if self._stop.is_set():
+                return
+            if self._resync_soon.is_set():
+                self._resync_soon.clear()
+                LOG.info('Reloading the instance map from Nova: instance '
+                         'events were missed while the database was down')
+            elif not interval:
                 return
 
     def _as_of(self, listed_at):
@@ -220,8 +230,17 @@ class Inspector:
             return None
         etype = event.event_type
         if etype.startswith('compute.instance.'):
-            left = self.map.host_of(event.traits.get('instance_id'))
-            self.map.apply(event)
+            try:
+                left = self.map.host_of(event.traits.get('instance_id'))
+                self.map.apply(event)
+            except store_mod.StoreUnavailable as e:
+                # The evaluator still tells the owners about this event;
+                # the map catches up from Nova once the database is back.
+                LOG.warning('Instance map not updated from %s %s (the map '
+                            'is reloaded from Nova when the database is '
+                            'back): %s', etype, event.message_id, e)
+                self._resync_soon.set()
+                return None
             self.maintenance.follow(event, left)
             return None
         # Host maintenance (service disabled with a reason, enabled again;
@@ -268,10 +287,14 @@ class Inspector:
             return None
 
     def _fault(self, host, event, received):
-        instances = self._instances_of(host)
-        status, record = self.journal.open(
-            host, event, instances, self._should_fence(event),
-            self._opts.fault_memory, detected=received)
+        fence = self._should_fence(event)
+        try:
+            instances = self._instances_of(host)
+            status, record = self.journal.open(
+                host, event, instances, fence, self._opts.fault_memory,
+                detected=received)
+        except store_mod.StoreUnavailable as e:
+            status, record = 'new', self._transient(host, event, fence, e)
         if status == 'repeat':
             LOG.info('Host %s fault already handled (%s); ignoring %s',
                      host, record.monitor_event_id, event.event_type)
@@ -286,6 +309,51 @@ class Inspector:
         self._work(fault)
         return fault
 
+    def _transient(self, host, event, fence, error):
+        """A fault handled in memory: the database is down.
+
+        The owners are told from Nova's list of the host's servers (the
+        evaluator fires on its own view of the alarms), the host is fenced,
+        but nothing of it is durable: if this agent dies meanwhile, the
+        fault is lost. Nova cannot list them either: the report is refused
+        (and requeued).
+        """
+        try:
+            instances = [resource_map.Instance(s.id, s.project_id, s.user_id,
+                                               s.host, s.status)
+                         for s in self.fencer.servers_on_host(host)]
+        except Exception as nova_error:
+            LOG.error('Host %s fault cannot be recorded (%s) and Nova cannot '
+                      'list its instances (%s): the report is requeued',
+                      host, error, nova_error)
+            raise error
+        LOG.warning('Host %s fault handled in memory only: the database is '
+                    'unavailable (%s); it is lost if this agent dies before '
+                    'it is done', host, error)
+        traits = event.traits
+        return journal_mod.Fault(
+            fault_id=None, host=host, message_id=event.message_id,
+            event_type=event.event_type,
+            monitor_event_id=traits.get('monitor_event_id'),
+            cause=traits.get('cause') or event.event_type,
+            severity=traits.get('severity'), state=journal_mod.NOTIFYING,
+            fence=journal_mod.PENDING if fence else journal_mod.NONE,
+            instances=instances)
+
+    def _note(self, method, record, *args):
+        """Write progress to the journal; never fail the work for it."""
+        if record.fault_id is None:
+            # In memory only (the database was down).
+            getattr(journal_mod.MEMORY, method)(record, *args)
+            return
+        try:
+            getattr(self.journal, method)(record, *args)
+        except store_mod.StoreUnavailable as e:
+            LOG.warning('Progress of the fault of host %s not journaled (%s '
+                        'may be done again if this agent dies): %s',
+                        record.host, method, e)
+            getattr(journal_mod.MEMORY, method)(record, *args)
+
     def _should_fence(self, event):
         if not self._opts.fence:
             return False
@@ -298,10 +366,11 @@ class Inspector:
     def _work(self, fault):
         """Resolve, notify and fence ``fault`` as far as its record says."""
         record = fault.record
+        key = record.fault_id or record.message_id
         with self._lock:
-            if record.fault_id in self._active:
+            if key in self._active:
                 return
-            self._active[record.fault_id] = fault
+            self._active[key] = fault
         try:
             if record.state == journal_mod.RESOLVING and \
                     not self._resolve(fault):
@@ -331,8 +400,9 @@ class Inspector:
             raise
 
     def _release(self, fault):
+        record = fault.record
         with self._lock:
-            self._active.pop(fault.record.fault_id, None)
+            self._active.pop(record.fault_id or record.message_id, None)
 
     def _resolve(self, fault):
         """Find the instances of a ``resolving`` fault; True if found."""
@@ -344,9 +414,9 @@ class Inspector:
                       'cannot be found; owners are not notified. Retry %d '
                       'in %.0f s', record.host, record.cause,
                       (record.attempts or 0) + 1, retry)
-            self.journal.unresolved(record, 'instances unknown', retry)
+            self._note('unresolved', record, 'instances unknown', retry)
             return False
-        self.journal.resolved(record, instances)
+        self._note('resolved', record, instances)
         return True
 
     def fault_events(self, fault):
@@ -384,7 +454,7 @@ class Inspector:
                       self.journal.lease.total_seconds(), e)
             raise
         fault.times['notified'] = time.time()
-        self.journal.notified(record)
+        self._note('notified', record)
         self._log_timeline(fault)
 
     def _wait_notified(self, fault):
@@ -409,7 +479,7 @@ class Inspector:
         try:
             if record.forced_down != journal_mod.DONE:
                 fault.fenced = self.fencer.force_down(host)
-                self.journal.forced_down(record, fault.fenced)
+                self._note('forced_down', record, fault.fenced)
             else:
                 fault.fenced = True
             fault.times['forced_down'] = time.time()
@@ -427,7 +497,7 @@ class Inspector:
             LOG.info('Host %s fenced: forced down=%s, %d/%d instance(s) '
                      'reset to error', host, fault.fenced,
                      len(fault.reset) - len(failed), len(fault.reset))
-            self.journal.fenced(record, bool(fault.fenced) and not failed)
+            self._note('fenced', record, bool(fault.fenced) and not failed)
         except Exception as e:
             fault.fenced = False
             LOG.error('Fencing host %s failed: %s', host, e)
@@ -437,17 +507,14 @@ class Inspector:
             self._log_timeline(fault)
 
     def _journal_reset(self, record, server_id, result):
-        try:
-            self.journal.reset(record, server_id, result == fencing.OK)
-        except store_mod.StoreUnavailable as e:
-            LOG.warning('Reset of %s not journaled (it may be repeated if '
-                        'this agent dies): %s', server_id, e)
+        self._note('reset', record, server_id, result == fencing.OK)
 
     # -- the sweep: leases of this process, faults of dead agents ----------
     def sweep(self):
         """Renew this process's fault leases, take over expired faults."""
         with self._lock:
-            active = list(self._active)
+            active = [k for k, f in self._active.items()
+                      if f.record.fault_id is not None]
         self.journal.renew(active)
         for record in self.journal.take_expired():
             LOG.warning('Taking over the open fault of host %s (%s, state '

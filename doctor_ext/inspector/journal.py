@@ -87,6 +87,39 @@ def _instance_rows(fault_id, instances):
              'nova_seen': False} for i in instances]
 
 
+class _Memory:
+    """Progress of a fault that is not journaled: kept on the record only."""
+
+    @staticmethod
+    def resolved(fault, instances):
+        fault.instances = list(instances)
+        fault.resets = {i.instance_id: PENDING for i in instances}
+        fault.state = NOTIFYING
+
+    @staticmethod
+    def unresolved(fault, error, retry_in):
+        fault.attempts = (fault.attempts or 0) + 1
+
+    @staticmethod
+    def notified(fault):
+        fault.state = NOTIFIED
+
+    @staticmethod
+    def forced_down(fault, ok):
+        fault.forced_down = DONE if ok else FAILED
+
+    @staticmethod
+    def reset(fault, instance_id, ok):
+        fault.resets[instance_id] = DONE if ok else FAILED
+
+    @staticmethod
+    def fenced(fault, ok):
+        fault.fence = DONE if ok else FAILED
+
+
+MEMORY = _Memory()
+
+
 class FaultJournal:
     """The ``doctor_fault*`` tables, for the agent ``owner``.
 
@@ -209,13 +242,11 @@ class FaultJournal:
                     state=NOTIFYING, error=None,
                     updated_at=db_api.utcnow()))
         self._run('recording the instances of host %s' % fault.host, write)
-        fault.instances = list(instances)
-        fault.resets = {i.instance_id: PENDING for i in instances}
-        fault.state = NOTIFYING
+        MEMORY.resolved(fault, instances)
 
     def unresolved(self, fault, error, retry_in):
         """Instances still unknown: try again in ``retry_in`` seconds."""
-        fault.attempts = (fault.attempts or 0) + 1
+        MEMORY.unresolved(fault, error, retry_in)
         self._update(fault.fault_id, 'recording a retry of host %s'
                      % fault.host, attempts=fault.attempts,
                      error=str(error)[:1000],
@@ -223,7 +254,7 @@ class FaultJournal:
                          seconds=retry_in))
 
     def notified(self, fault):
-        fault.state = NOTIFIED
+        MEMORY.notified(fault)
         values = {'state': NOTIFIED}
         if fault.fence != PENDING:
             values.update(lease_owner=None, lease_until=None)
@@ -231,13 +262,13 @@ class FaultJournal:
                      % fault.host, **values)
 
     def forced_down(self, fault, ok):
-        fault.forced_down = DONE if ok else FAILED
+        MEMORY.forced_down(fault, ok)
         self._update(fault.fault_id, 'recording the force-down of %s'
                      % fault.host, forced_down=fault.forced_down)
 
     def reset(self, fault, instance_id, ok):
-        outcome = DONE if ok else FAILED
-        fault.resets[instance_id] = outcome
+        MEMORY.reset(fault, instance_id, ok)
+        outcome = fault.resets[instance_id]
 
         def write(conn):
             conn.execute(FI.update().where(
@@ -246,7 +277,7 @@ class FaultJournal:
         self._run('recording the reset of %s' % instance_id, write)
 
     def fenced(self, fault, ok):
-        fault.fence = DONE if ok else FAILED
+        MEMORY.fenced(fault, ok)
         values = {'fence': fault.fence}
         if fault.state == NOTIFIED:
             values.update(lease_owner=None, lease_until=None)

@@ -223,6 +223,7 @@ class Consumer:
         self._counts = {}
         self._statuses = {}
         self._hangs = {}
+        self._delay = 0.0
         self._connections = set()
         self._server = None
         self._thread = None
@@ -332,6 +333,15 @@ class Consumer:
             if path not in self._hangs:
                 self._hangs[path] = threading.Event()
 
+    def slow(self, seconds):
+        """Answer every request ``seconds`` after it arrived (0: at once).
+
+        A slow consumer (a busy VNF manager): the request is recorded on
+        arrival, as always.
+        """
+        with self._cond:
+            self._delay = seconds
+
     def release(self, path=None):
         """Answer the held requests and stop holding new ones.
 
@@ -351,6 +361,7 @@ class Consumer:
         """Back to normal: answer 200 everywhere, release everything."""
         with self._cond:
             self._statuses.clear()
+            self._delay = 0.0
         self.release()
 
     # -- server side -------------------------------------------------------
@@ -374,11 +385,14 @@ class Consumer:
         with self._cond:
             record.status = self._status(record.path)
             hold = self._hangs.get(record.path) or self._hangs.get(None)
+            delay = self._delay
             self._received.append(record)
             self._counts[record.path] = self._counts.get(record.path, 0) + 1
             self._cond.notify_all()
         if hold is not None:
             hold.wait()
+        if delay:
+            time.sleep(delay)    # the consumer's own work, modelled
         return record.status
 
     def _track(self, sock):

@@ -438,7 +438,11 @@ class Stack:
         }
 
     def start_agent(self, wait=True):
-        name = 'ceilometer-%d' % len(self.agents)
+        # The lowest free number: a restarted agent takes the name, the
+        # configuration and the log file of the one it replaces.
+        used = {a.name for a in self.agents}
+        name = next('ceilometer-%d' % i for i in range(len(used) + 1)
+                    if 'ceilometer-%d' % i not in used)
         log_file = os.path.join(self.workdir, '%s.log' % name)
         sections = self.agent_sections(log_file, name)
         for section, values in self.agent_options.items():

@@ -14,7 +14,10 @@ import sys
 from tests.faults import base
 
 ORDER = ('broker-connections', 'agent-sigkill', 'agent-sigkill-hang',
-         'agent-sigkill-hang-default', 'two-agents', 'consumers',
+         'agent-sigkill-hang-default', 'two-agents', 'ha-2x2',
+         'ha-sigkill-after-the-report', 'ha-sigkill-after-claims',
+         'ha-sigkill-mid-delivery', 'ha-sigkill-mid-fencing',
+         'ha-3-agents-chaos', 'consumers',
          'nova-503', 'nova-slow', 'nova-down', 'nova-policy',
          'database-down', 'database-hang', 'bad-input', 'malformed',
          'bad-alarm-rules', 'isolation')

@@ -1,13 +1,15 @@
 """The product changes behind the fault scenarios, one by one.
 
-Engine-level (a real Aodh schema on PostgreSQL, no services): redelivered
-events re-fire what they claimed (at-least-once), concurrent events of one
+Engine-level (a real Aodh schema on PostgreSQL, no services): a
+redelivered event fires nothing new, and what it owed is delivered through
+the outbox when its agent died (at-least-once), concurrent events of one
 alarm in one agent fire it exactly once, a failed claim opens the breaker
 until the database takes a write again; the inspector's fault events have
 ids derived from the report; the ``doctor_typed`` trait plugin keeps a
 notification with bad typed values instead of failing it.
 """
 
+import concurrent.futures
 import os
 import threading
 import uuid
@@ -22,9 +24,11 @@ from oslotest import base
 from stevedore import extension
 
 from doctor_ext.data import trait_plugins
+from doctor_ext.db import leases
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import hook
+from doctor_ext.inspector import journal
 from doctor_ext.inspector import resource_map
 from doctor_ext.lab import services
 from tests.faults import fuzz
@@ -56,54 +60,52 @@ class EngineTest(base.BaseTestCase):
 
 class TestRedelivery(EngineTest):
 
-    def test_redelivered_event_fires_again_in_a_new_agent(self):
+    def test_redelivered_event_notified_once_through_the_outbox(self):
         alarm = self.db.add_alarm(query=doctor_query('vm-1'))
+        leases.register_opts(self.conf)
+        self.conf.set_override('lease_time', 0.5, 'doctor_state')
         first = self.engine()
+        # The first agent claims and owes the notification, then dies
+        # before anything is delivered.
+        first.notifier = Stuck()
         event = vm_event('vm-1', message_id='msg-1')
-        self.assertEqual(1, len(first.evaluate([event],
-                                               at_least_once=True)))
-        # In the agent that fired it, the redelivered event is known.
-        self.assertEqual([], first.evaluate([event], at_least_once=True))
-        # The agent dies before its ack: the new one fires it again ...
+        self.assertEqual(1, len(first.evaluate([event])))
+        # The notification is redelivered to a new agent: nothing new
+        # fires (the claim holds) ...
         second = self.engine()
-        again, = second.evaluate([event], at_least_once=True)
-        self.assertEqual(alarm, again.alarm.alarm_id)
-        self.assertEqual('alarm', again.previous)
-        # ... once, and only for that very event.
-        self.assertEqual([], second.evaluate([event], at_least_once=True))
-        third = self.engine()
-        self.assertEqual([], third.evaluate(
-            [vm_event('vm-1', message_id='msg-2')], at_least_once=True))
-        # Without at-least-once (delivery_wait = 0) nothing fires again.
-        self.assertEqual([], self.engine().evaluate([event]))
+        self.assertEqual([], second.evaluate([event]))
+        # ... and the owed notification is delivered once the dead
+        # agent's lease runs out.
+        doctor_fixtures.poll(second.outbox.take_expired, 10, 'the takeover')
+        sent, = second.notifier.sent
+        self.assertEqual((alarm, 'ok', 'alarm'),
+                         (sent.alarm_id, sent.previous, sent.current))
+        self.assertEqual(0, second.outbox.take_expired())
         # Aodh saw one transition: the history row id comes from the
         # alarm and the event.
-        for engine in (first, second):
-            self.assertTrue(engine.recorder.wait_idle(10))
+        self.assertTrue(second.recorder.wait_idle(10))
+        self.assertTrue(first.recorder.wait_idle(10))
         self.assertEqual(1, len(self.db.history(alarm)))
         self.assertEqual('alarm', self.db.state(alarm))
 
-    def test_claim_by_the_same_event_only(self):
-        store = store_mod.AodhStore(self.conf)
-        self.addCleanup(store.dispose)
-        a = self.db.add_alarm(query=doctor_query('vm-1'))
-        self.assertEqual({a}, store.claim([(a, 'reason one')]))
-        self.assertEqual(set(), store.claim([(a, 'reason one')]))
-        self.assertEqual({a}, store.claim([(a, 'reason one')], refire=[a]))
-        self.assertEqual(set(), store.claim([(a, 'reason two')],
-                                            refire=[a]))
-
-    def test_alarm_moved_by_someone_else_not_refired(self):
+    def test_alarm_moved_by_someone_else_not_fired(self):
         alarm = self.db.add_alarm(query=doctor_query('vm-1'))
-        event = vm_event('vm-1', message_id='msg-1')
-        self.engine().evaluate([event], at_least_once=True)
         with self.db.engine.begin() as conn:
             conn.exec_driver_sql(
                 "UPDATE alarm SET state = 'alarm', state_reason = "
                 "'Manually set via API' WHERE alarm_id = %(a)s",
                 {'a': alarm})
-        self.assertEqual([], self.engine().evaluate([event],
-                                                    at_least_once=True))
+        event = vm_event('vm-1', message_id='msg-1')
+        self.assertEqual([], self.engine().evaluate([event]))
+
+
+class Stuck:
+    """A notifier that never finishes: its agent was killed."""
+
+    sent = ()
+
+    def submit(self, notification):
+        return concurrent.futures.Future()
 
 
 class TestConcurrentEvents(EngineTest):
@@ -120,8 +122,8 @@ class TestConcurrentEvents(EngineTest):
             def __getattr__(self, name):
                 return getattr(real, name)
 
-            def claim(self, transitions, refire=()):
-                won = real.claim(transitions, refire)
+            def claim(self, transitions, owed=(), lease=None, history=()):
+                won = real.claim(transitions, owed, lease, history)
                 calls.append(won)
                 if won:
                     # The winner is slow: the loser's event arrives while
@@ -172,13 +174,13 @@ class TestBreaker(EngineTest):
                     return unavailable
                 return getattr(real, name)
 
-            def claim(self, transitions, refire=()):
+            def claim(self, transitions, owed=(), lease=None, history=()):
                 # The engine's claims (the recorder retries its own).
                 if threading.current_thread().name != 'doctor-recorder':
                     claims.append([i for i, _ in transitions])
                 if down.is_set():
                     raise store_mod.StoreUnavailable('down')
-                return real.claim(transitions, refire)
+                return real.claim(transitions, owed, lease, history)
 
         engine = self.engine(real)
         engine.store = engine.recorder._store = Store()
@@ -203,22 +205,21 @@ class TestFaultEventIds(base.BaseTestCase):
         conf = cfg.ConfigOpts()
         conf([], project='doctor-test')
         inspector = hook.Inspector(conf, engine=None, fencer=None,
-                                   rmap=resource_map.ResourceMap())
+                                   rmap=resource_map.ResourceMap(),
+                                   journal=object())
         self.addCleanup(inspector.stop)
-        report = events.make_event('compute.host.down', {
-            'hostname': 'compute-1'}, message_id='report-1')
-        fault = hook.HostFault('compute-1', report)
-        fault.instances = [resource_map.Instance('vm-%d' % i, 'p1', 'u1',
-                                                 'compute-1', 'ACTIVE')
-                           for i in range(3)]
+        vms = [resource_map.Instance('vm-%d' % i, 'p1', 'u1', 'compute-1',
+                                     'ACTIVE') for i in range(3)]
+
+        def make(message_id):
+            return hook.HostFault(journal.Fault(
+                host='compute-1', message_id=message_id, instances=vms))
+        fault = make('report-1')
         ids = [e.message_id for e in inspector.fault_events(fault)]
         self.assertEqual(ids, [e.message_id
                                for e in inspector.fault_events(fault)])
         self.assertEqual(3, len(set(ids)))
-        other = hook.HostFault('compute-1', events.make_event(
-            'compute.host.down', {'hostname': 'compute-1'},
-            message_id='report-2'))
-        other.instances = fault.instances
+        other = make('report-2')
         self.assertFalse(set(ids) & {e.message_id
                                      for e in inspector.fault_events(other)})
         for i in ids:

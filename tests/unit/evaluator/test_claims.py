@@ -22,7 +22,7 @@ class FakeStore:
         self.taken = set(taken)
         self.fail = None
 
-    def claim(self, transitions, owed=()):
+    def claim(self, transitions, owed=(), history=()):
         self.calls.append((list(transitions), list(owed)))
         if len(self.calls) == 1:
             self.held.set()

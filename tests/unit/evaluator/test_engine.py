@@ -97,9 +97,9 @@ class EngineTest(base.BaseTestCase):
             def __getattr__(self, name):
                 return getattr(store, name)
 
-            def claim(self, transitions, owed=(), lease=None):
+            def claim(self, transitions, owed=(), lease=None, history=()):
                 steps.append(('claim', len(transitions)))
-                return store.claim(transitions, owed, lease)
+                return store.claim(transitions, owed, lease, history)
 
         class Notifier:
             def submit(self, notification):

@@ -110,6 +110,25 @@ class TestOutbox(StoreTest):
             [(free, 'r')], [self.owed(free), self.owed('repeating-1')]))
         self.assertEqual(3, len(self.outbox()))
 
+    def test_history_rows_with_the_claim(self):
+        free, taken = self.db.add_alarm(), self.db.add_alarm(state='alarm')
+        repeating = self.db.add_alarm(repeat_actions=True)
+        when = datetime.datetime(2026, 11, 30, 9, 0, 0)
+
+        def change(alarm_id, n):
+            return {'event_id': 'h-%s-%d' % (alarm_id[:8], n),
+                    'alarm_id': alarm_id, 'project_id': 'p1',
+                    'user_id': 'u1', 'severity': 'critical',
+                    'reason': 'r', 'timestamp': when}
+        self.store().claim([(free, 'r'), (taken, 'r')], [], history=[
+            change(free, 1), change(taken, 1), change(repeating, 1)])
+        # The moved alarm's row, and the unclaimed (repeating) one's; not
+        # the row of the alarm another agent had moved.
+        self.assertEqual(['h-%s-1' % free[:8]],
+                         [r['event_id'] for r in self.db.history(free)])
+        self.assertEqual([], self.db.history(taken))
+        self.assertEqual(1, len(self.db.history(repeating)))
+
     def test_outcomes_recorded(self):
         free = self.db.add_alarm()
         store = self.store()

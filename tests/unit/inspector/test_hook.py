@@ -185,6 +185,35 @@ class InspectorTest(base.BaseTestCase):
         doctor_fixtures.poll(lambda: self.nova.service(
             'compute-1')['forced_down'], 20, 'the host fenced')
 
+    def test_database_down_fault_handled_in_memory_from_nova(self):
+        conf = doctor_fixtures.store_conf(
+            'postgresql://nobody@127.0.0.1:1/none')
+        conf.set_override('db_timeout', 0.5, 'doctor_evaluator')
+        store = store_mod.AodhStore(conf)
+        fencer = fencing.NovaFencer(self.conf)
+        self.addCleanup(fencer.close)
+        inspector = hook.Inspector(self.conf, self.engine, fencer,
+                                   instances.SharedResourceMap(store),
+                                   journal_mod.FaultJournal(store, 'x'))
+        self.addCleanup(inspector.stop)
+        # An instance event is not refused: the evaluator still sees it.
+        self.assertIsNone(inspector.handle(events.make_event(
+            'compute.instance.update', {
+                'instance_id': 'vm-x', 'tenant_id': 'p9',
+                'host': 'compute-3', 'state': 'active'})))
+        fault = inspector.handle(host_down())
+        self.assertTrue(fault.done.wait(20))
+        self.assertIsNone(fault.record.fault_id)
+        self.assertEqual(set(self.vms), {e.traits['instance_id']
+                                         for e in self.engine.batches[0]})
+        self.assertEqual((journal_mod.NOTIFIED, journal_mod.DONE),
+                         (fault.record.state, fault.record.fence))
+        self.assertTrue(self.nova.service('compute-1')['forced_down'])
+        # Nova cannot tell either: refused, to be requeued.
+        self.nova.fail(503, path_regex='/servers/detail', method='GET')
+        self.assertRaises(store_mod.StoreUnavailable, inspector.handle,
+                          host_down('compute-2'))
+
     def test_unknown_instances_keep_the_fault_pending(self):
         # A map never loaded, Nova unreachable: not handled with nobody
         # told, but kept resolving and retried.

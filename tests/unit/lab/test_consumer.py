@@ -183,6 +183,15 @@ class TestWaitFor(ConsumerTestCase):
 
 class TestKnobs(ConsumerTestCase):
 
+    def test_slow_answers_late_records_at_once(self):
+        self.consumer.slow(5)
+        answered, _ = self.post_in_thread()
+        # Recorded on arrival, not answered yet.
+        self.assertTrue(self.consumer.wait_for(1, timeout=10))
+        self.assertFalse(answered.is_set())
+        self.consumer.slow(0)
+        self.assertEqual(200, self.post('/b')[0])
+
     def test_respond_global(self):
         self.consumer.respond(500)
         self.assertEqual(500, self.post('/a')[0])
