@@ -235,23 +235,29 @@ def _unavailable(what, error):
 class AodhStore:
     """Event alarms, state claims and history in Aodh's database."""
 
-    def __init__(self, conf, bounded=True):
+    def __init__(self, conf, bounded=True, parent=None):
         register_opts(conf)
+        self._all_conf = conf
         self._conf = conf[GROUP]
         self._engine = None
         self._lock = threading.Lock()
         self._bounded = bounded
+        # The store whose connection pool this one uses (background()).
+        self._parent = parent
         self._background = None
         # Statements run here, so that a hung one does not hold its caller.
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            2 * self._conf.db_pool_size, thread_name_prefix='doctor-db')
+            2 * self._conf.db_pool_size,
+            thread_name_prefix='doctor-db') if bounded else None
         self._down_until = 0.0
 
     @property
     def configured(self):
         return bool(self._conf.aodh_connection)
 
-    def _get_engine_here(self):
+    def _get_engine(self):
+        if self._parent is not None:
+            return self._parent._get_engine()
         if self._engine is not None:
             return self._engine
         with self._lock:
@@ -311,18 +317,9 @@ class AodhStore:
         """
         with self._lock:
             if self._background is None:
-                other = AodhStore.__new__(AodhStore)
-                other.__dict__.update(self.__dict__)
-                other._bounded = False
-                other._owner = self
-                self._background = other
+                self._background = AodhStore(self._all_conf, bounded=False,
+                                             parent=self)
             return self._background
-
-    def _get_engine(self):
-        owner = getattr(self, '_owner', None)
-        if owner is not None:
-            return owner._get_engine()
-        return self._get_engine_here()
 
     def _run(self, what, fn):
         try:

@@ -367,15 +367,7 @@ class Inspector:
         LOG.warning('Host %s fault handled in memory only: the database is '
                     'unavailable (%s); it is lost if this agent dies before '
                     'it is done', host, error)
-        traits = event.traits
-        return journal_mod.Fault(
-            fault_id=None, host=host, message_id=event.message_id,
-            event_type=event.event_type,
-            monitor_event_id=traits.get('monitor_event_id'),
-            cause=traits.get('cause') or event.event_type,
-            severity=traits.get('severity'), state=journal_mod.NOTIFYING,
-            fence=journal_mod.PENDING if fence else journal_mod.NONE,
-            instances=instances)
+        return journal_mod.in_memory(host, event, instances, fence)
 
     def _note(self, method, record, *args):
         """Write progress to the journal; never fail the work for it."""

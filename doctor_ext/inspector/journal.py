@@ -80,6 +80,22 @@ def _fault(row, instances=(), resets=None):
                     if k not in ('instances', 'resets')})
 
 
+def report_fields(event):
+    """What a fault record keeps of the report ``event``."""
+    traits = event.traits
+    return {'message_id': event.message_id, 'event_type': event.event_type,
+            'monitor_event_id': traits.get('monitor_event_id'),
+            'cause': traits.get('cause') or event.event_type,
+            'severity': traits.get('severity')}
+
+
+def in_memory(host, event, instances, fence):
+    """A fault that is not journaled (the database is unavailable)."""
+    return Fault(fault_id=None, host=host, instances=instances,
+                 state=NOTIFYING, fence=PENDING if fence else NONE,
+                 **report_fields(event))
+
+
 def _instance_rows(fault_id, instances):
     return [{'fault_id': fault_id, 'instance_id': i.instance_id,
              'project_id': i.project_id, 'user_id': i.user_id,
@@ -109,11 +125,8 @@ class _Memory:
         fault.forced_down = DONE if ok else FAILED
 
     @staticmethod
-    def reset(fault, instance_id, ok=None):
-        if isinstance(instance_id, dict):
-            for i, done in instance_id.items():
-                fault.resets[i] = DONE if done else FAILED
-        else:
+    def reset(fault, results):
+        for instance_id, ok in results.items():
             fault.resets[instance_id] = DONE if ok else FAILED
 
     @staticmethod
@@ -157,7 +170,6 @@ class FaultJournal:
             is remembered.
         """
         now = db_api.utcnow()
-        traits = event.traits
         fault_id = str(uuid.uuid4())
 
         def write(conn):
@@ -175,18 +187,13 @@ class FaultJournal:
                     F.c.fault_id == current.fault_id)).first()
                 if known is not None:
                     return 'repeat', _fault(known._mapping)
-            row = {'fault_id': fault_id, 'host': host,
-                   'message_id': event.message_id,
-                   'event_type': event.event_type,
-                   'monitor_event_id': traits.get('monitor_event_id'),
-                   'cause': traits.get('cause') or event.event_type,
-                   'severity': traits.get('severity'),
-                   'state': RESOLVING if instances is None else NOTIFYING,
-                   'fence': PENDING if fence else NONE,
-                   'forced_down': None, 'attempts': 0, 'error': None,
-                   'lease_owner': self.owner,
-                   'lease_until': now + self.lease, 'detected': detected,
-                   'created_at': now, 'updated_at': now}
+            row = dict(
+                report_fields(event), fault_id=fault_id, host=host,
+                state=RESOLVING if instances is None else NOTIFYING,
+                fence=PENDING if fence else NONE, forced_down=None,
+                attempts=0, error=None, lease_owner=self.owner,
+                lease_until=now + self.lease, detected=detected,
+                created_at=now, updated_at=now)
             conn.execute(F.insert(), [row])
             if instances:
                 conn.execute(FI.insert(), _instance_rows(fault_id,
@@ -277,8 +284,7 @@ class FaultJournal:
 
     def reset(self, fault, results):
         """Record resets Nova answered: ``{instance_id: ok}``."""
-        for instance_id, ok in results.items():
-            MEMORY.reset(fault, instance_id, ok)
+        MEMORY.reset(fault, results)
 
         def write(conn):
             conn.execute(FI.update().where(
