@@ -25,6 +25,9 @@ import time
 import uuid
 import warnings
 
+from doctor_ext.lab import bench_floor
+from doctor_ext.lab import bench_scenarios
+from doctor_ext.lab import bench_targets
 from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.lab import nova as nova_mod
 from doctor_ext.lab import services
@@ -59,9 +62,12 @@ def process_tree(pid):
         return []
 
 
-def cpu_seconds(pid):
+def cpu_seconds(pids):
+    """CPU seconds of the process trees of ``pids`` (one pid or a list)."""
+    if isinstance(pids, int):
+        pids = [pids]
     total = 0.0
-    for p in process_tree(pid):
+    for p in [p for pid in pids for p in process_tree(pid)]:
         try:
             t = p.cpu_times()
             total += t.user + t.system
@@ -138,7 +144,7 @@ class Side:
         os.makedirs(self.stack.workdir, exist_ok=True)
         self.stack.broker = self.broker
         self.inspector = None
-        self._nova_notifier = None
+        self.emitter = bench_floor.Emitter(self.broker.url)
         self._reporter = None
         self.alarm_rows = []
 
@@ -162,10 +168,7 @@ class Side:
     def restart(self):
         """Restart the evaluating processes (after loading alarms)."""
         self.flush_alarms()
-        for p in list(self.stack.agents):
-            p.stop()
-            self.stack.processes.remove(p)
-            self.stack.agents.remove(p)
+        self.stop_agent()
         if self.name == 'stock':
             for p in list(self.stack.evaluators):
                 p.stop()
@@ -173,6 +176,28 @@ class Side:
             self.stack.evaluators = [
                 self.stack.start_aodh_service('aodh-listener')]
         self.stack.start_agent()
+
+    @property
+    def cpu_pids(self):
+        """The processes whose CPU an event costs: every process of the
+        pipeline that handles it (the agent's tree; for stock also
+        aodh-listener and aodh-notifier)."""
+        pids = [p.pid for p in self.stack.agents]
+        if self.name == 'stock':
+            pids += [p.pid for p in self.stack.processes
+                     if p.name in ('aodh-listener', 'aodh-notifier')]
+        return pids
+
+    def stop_agent(self):
+        """Stop the Ceilometer agent(s); their queues stay."""
+        for p in list(self.stack.agents):
+            p.stop()
+            self.stack.processes.remove(p)
+            self.stack.agents.remove(p)
+            # The next agent takes this log file: its readiness lines
+            # must be its own.
+            if os.path.exists(p.log_file):
+                os.rename(p.log_file, '%s.%d' % (p.log_file, time.time()))
 
     @property
     def evaluator_pid(self):
@@ -194,27 +219,9 @@ class Side:
         return vms
 
     # -- faults ------------------------------------------------------------
-    def nova_notifier(self):
-        if self._nova_notifier is None:
-            from oslo_config import cfg
-            import oslo_messaging
-
-            from doctor_ext.monitor import report
-            conf = cfg.ConfigOpts()
-            conf([], project='bench')
-            transport = report.get_transport(conf, url=self.broker.url,
-                                             exchange='nova')
-            self._nova_notifier = oslo_messaging.Notifier(
-                transport, driver='messagingv2', topics=['notifications'],
-                publisher_id='nova-compute:bench')
-        return self._nova_notifier
-
     def instance_error(self, vm, project, host):
         """Nova's legacy compute.instance.update for a VM gone to error."""
-        self.nova_notifier().info({}, 'compute.instance.update', {
-            'instance_id': vm, 'tenant_id': project, 'user_id': 'u',
-            'state': 'error', 'old_state': 'active', 'host': host,
-            'node': host, 'display_name': vm, 'state_description': ''})
+        self.emitter.instance_error(vm, project, host)
 
     def reporter(self):
         if self._reporter is None:
@@ -249,7 +256,7 @@ class Side:
         self.nova.stop()
 
 
-class Bench:
+class Bench(bench_scenarios.Scenarios):
     def __init__(self, args):
         self.args = args
         self.results = []
@@ -259,7 +266,9 @@ class Bench:
         self.consumers = [consumer_mod.Consumer().start()
                           for _ in range(args.consumers)]
         self.sides = {}
-        self.curves = {'vms': {}, 'alarms': {}}
+        self.floor = None
+        self.floor_urllib3 = None
+        self.curves = {'vms': {}, 'alarms': {}, 'floor_vms': {}}
 
     def consumer_of(self, project):
         return self.consumers[hash(project) % len(self.consumers)]
@@ -284,17 +293,33 @@ class Bench:
             side = Side(name, self.consumers, self.workdir, self.args.db_url)
             self.sides[name] = side
             side.start_services()
+        # The floor: same broker, same consumers, a vhost of its own; the
+        # notifier's client, and urllib3 for the fan-out's comparison.
+        self.floor = bench_floor.FloorSide(self.consumers, self.workdir)
+        self.floor_urllib3 = bench_floor.FloorSide(
+            self.consumers, self.workdir, client='urllib3')
         self.build()
         for name in PIPELINES:
             say('starting the %s agent (%d alarms)' % (
                 name, len(self.sides[name].alarm_rows)))
             self.sides[name].start_agent()
+        say('starting the floor listeners')
+        self.floor.start()
+        self.floor_urllib3.start()
+        # The floor is the least any design can do: its connections to the
+        # consumers are open before it is measured.
+        for side in (self.floor, self.floor_urllib3):
+            self._floor_host(side, 'warm-up')
 
     def build(self):
         a = self.args
         self.single = {}
         self.hosts = {}
         self.burst = {}
+        self.burst_path = {}
+        self.cold = {}
+        self.cold_path = {}
+        self.racks = {}
         for name, side in self.sides.items():
             projects = ['single-%d' % i for i in range(20)]
             self.single[name] = side.add_vms(
@@ -316,20 +341,63 @@ class Bench:
             self.burst[name] = side.add_vms(
                 'burst-host', a.burst, projects, '/%s/burst' % name,
                 self.consumer_of)
+            self.burst_path[name] = '/%s/burst' % name
+            self.cold[name] = side.add_vms(
+                'cold-host', 1 + a.cold_warm, ['cold-%d' % i
+                                               for i in range(10)],
+                '/%s/cold' % name, self.consumer_of)
+            self.cold_path[name] = '/%s/cold' % name
+            self.racks[name] = []
+            for h in range(a.rack_hosts):
+                host = 'rack-%d' % h
+                projects = ['%s-p%d' % (host, i)
+                            for i in range(max(1, a.rack_vms // 10))]
+                self.racks[name].append((host, [vm for vm, _ in side.add_vms(
+                    host, a.rack_vms, projects, '/%s/rack' % name,
+                    self.consumer_of)]))
+        self.build_floor()
+
+    def build_floor(self):
+        a = self.args
+        f = self.floor
+        projects = ['single-%d' % i for i in range(20)]
+        self.single['floor'] = f.add_vms('single-host', a.faults, projects)
+        self.burst['floor'] = f.add_vms(
+            'burst-host', a.burst, ['burst-%d' % i for i in range(100)])
+        self.burst_path['floor'] = f.path('burst-host')
+        self.cold['floor'] = f.add_vms('cold-host', 1 + a.cold_warm,
+                                       ['cold-%d' % i for i in range(10)])
+        self.cold_path['floor'] = f.path('cold-host')
+        self.racks['floor'] = [
+            (host, [vm for vm, _ in f.add_vms(host, a.rack_vms, [
+                '%s-p%d' % (host, i)
+                for i in range(max(1, a.rack_vms // 10))])])
+            for host in ('rack-%d' % h for h in range(a.rack_hosts))]
+        for side in (self.floor, self.floor_urllib3):
+            side.add_vms('hf-warm-up', max(a.vms), ['warm-%d' % i
+                                                    for i in range(10)])
+            for n in a.vms:
+                host = 'hf-%d' % n
+                side.add_vms(host, n, ['%s-p%d' % (host, i)
+                                       for i in range(max(1, n // 10))])
 
     # -- scenarios -------------------------------------------------------
     def one_fault(self):
         say('scenario 1: %d single instance faults per pipeline'
             % self.args.faults)
-        lat = {n: [] for n in PIPELINES}
-        lost = {n: 0 for n in PIPELINES}
+        names = PIPELINES + ['floor']
+        lat = {n: [] for n in names}
+        lost = {n: 0 for n in names}
         for i in range(self.args.faults):
-            for name in PIPELINES:
+            for name in names:
                 vm, project = self.single[name][i]
-                path = '/%s/single' % name
+                if name == 'floor':
+                    side, path = self.floor, self.floor.path('single-host')
+                else:
+                    side, path = self.sides[name], '/%s/single' % name
                 before = sum(c.count(path) for c in self.consumers)
                 sent = time.time()
-                self.sides[name].instance_error(vm, project, 'single-host')
+                side.instance_error(vm, project, 'single-host')
                 if not self.wait_path(path, before + 1, 10):
                     lost[name] += 1
                     continue
@@ -338,7 +406,7 @@ class Bench:
                 if got:
                     lat[name].append(got[0].time - sent)
         out = {}
-        for name in PIPELINES:
+        for name in names:
             v = lat[name]
             out[name] = {'faults': len(v) + lost[name], 'lost': lost[name],
                          'p50_ms': ms(pct(v, 50)), 'p95_ms': ms(pct(v, 95)),
@@ -377,9 +445,31 @@ class Bench:
                 stock = {v: row[v] for v in ('shortcut', 'conservative')
                          if v in row}
                 stock['last_ms'] = stock_best
+                # The floor has no Nova to wait for: one broker hop, then
+                # the fan-out of n POSTs from one process, with the
+                # notifier's client and with urllib3.
+                floor = self._floor_host(self.floor, n)
+                floor['urllib3'] = self._floor_host(self.floor_urllib3, n)
+                self.curves['floor_vms'].setdefault(n, []).append(
+                    floor.get('last_ms'))
                 self.add('host failure, %d VMs, Nova %d ms (last owner ms)'
-                         % (n, lat), {'stock': stock, 'doctor_ext': doctor},
-                         'last_ms')
+                         % (n, lat), {'stock': stock, 'doctor_ext': doctor,
+                                      'floor': floor}, 'last_ms')
+
+    def _floor_host(self, side, n):
+        host = 'hf-%s' % n
+        n = len(side.hosts[host])
+        path = side.path(host)
+        say('scenario 2: floor (%s client) host failure, %d VMs'
+            % (side.client, n))
+        before = sum(c.count(path) for c in self.consumers)
+        sent = time.time()
+        side.host_down(host)
+        ok = self.wait_path(path, before + n, self.args.timeout)
+        times = sorted(r.time for r in self.received(path) if r.time >= sent)
+        return {'vms': n, 'notified': len(times),
+                'first_ms': ms(times[0] - sent) if times else None,
+                'last_ms': ms(times[-1] - sent) if times and ok else None}
 
     def _host_failure(self, side, host, vms, name):
         path = '/%s/%s' % (name, host)
@@ -408,124 +498,38 @@ class Bench:
         ids = [vm for vm, _ in vms]
         deadline = time.monotonic() + self.args.timeout
         while time.monotonic() < deadline:
+            # ready() is None when the broker could not be asked: not
+            # drained.
             if (all((side.nova.server(vm) or {}).get('status') == 'ERROR'
                     for vm in ids) and
-                    not side.broker.ready('notifications.info')):
+                    side.broker.ready('notifications.info') == 0):
                 return
             time.sleep(0.1)
         say('%s: fencing still going on after %.0f s' % (
             side.name, self.args.timeout))
 
-    def alarm_scale(self):
-        a = self.args
-        levels = sorted(a.alarm_scale)
-        loaded = {name: 0 for name in PIPELINES}
-        rss_base = {}
-        for level in levels:
-            row = {}
-            for name in PIPELINES:
-                side = self.sides[name]
-                add = level - loaded[name]
-                say('scenario 3: %s with %d alarms in place (+%d)'
-                    % (name, level, add))
-                project = 'scale'
-                host = 'scale-host-%d' % level
-                vms = side.add_vms(host, min(add, a.scale_faults), [project],
-                                   '/%s/scale-%d' % (name, level),
-                                   self.consumer_of)
-                side.alarm_rows.extend(
-                    services.alarm_row(project, str(uuid.uuid4()),
-                                       self.consumer_of(project).url(
-                                           '/never'))
-                    for _ in range(add - len(vms)))
-                loaded[name] = level
-                side.restart()
-                pid = side.evaluator_pid
-                faults = vms[:a.scale_faults if name == 'doctor_ext' or
-                             level < 100000 else a.scale_faults_stock_max]
-                path = '/%s/scale-%d' % (name, level)
-                lat = []
-                # Warm up (the stock evaluator loads the project's alarms
-                # on its first event; that one is reported apart).
-                first = None
-                cpu0 = cpu_seconds(pid)
-                for i, (vm, p) in enumerate(faults):
-                    sent = time.time()
-                    side.instance_error(vm, p, host)
-                    if not self.wait_path(path, i + 1, a.timeout):
-                        break
-                    got = [r for r in self.received(path)
-                           if _instance(r.body) == vm]
-                    if not got:
-                        continue
-                    if first is None:
-                        first = got[0].time - sent
-                    else:
-                        lat.append(got[0].time - sent)
-                cpu = cpu_seconds(pid) - cpu0
-                rss = rss_bytes(side.stack.agents[0].pid)
-                rss_base.setdefault(name, (level, rss))
-                row[name] = {
-                    'alarms': level, 'faults': len(faults),
-                    'p50_ms': ms(statistics.median(lat)) if lat else None,
-                    'first_ms': ms(first),
-                    'cpu_ms_per_event': ms(cpu / max(1, len(faults))),
-                    'agent_rss_mib': round(rss / 2 ** 20, 1)}
-                if name == 'stock':
-                    row[name]['aodh_listener_rss_mib'] = round(
-                        rss_bytes(pid) / 2 ** 20, 1)
-                base_level, base_rss = rss_base[name]
-                if level > base_level:
-                    row[name]['rss_bytes_per_alarm'] = round(
-                        (rss - base_rss) / (level - base_level), 1)
-                if name == 'doctor_ext' and level == levels[-1]:
-                    per_alarm, count = index_bytes_per_alarm(
-                        side.stack.db.url)
-                    row[name].update(index_bytes_per_alarm=per_alarm,
-                                     index_alarms=count)
-                self.curves['alarms'].setdefault(name, []).append(
-                    (level, row[name]['p50_ms']))
-            self.add('alarm scale, %d alarms (p50 ms)' % level, row,
-                     'p50_ms')
-
     def freshness(self):
+        """Alarm creation to the first notification of an event for it.
+
+        Stock's samples run side by side, each in a project of its own
+        (each takes up to Aodh's 60 s cache TTL); doctor-ext's one after
+        the other.
+        """
+        import concurrent.futures
         a = self.args
         row = {}
         for name in PIPELINES:
             side = self.sides[name]
-            project = 'fresh-%s' % name
-            samples = a.fresh_samples if name == 'doctor_ext' else \
-                a.fresh_samples_stock
-            values = []
             side.nova.add_host('fresh-host')
-            warm = side.nova.add_server('fresh-host', project)
-            stack = side.stack
-            warm_path = '/%s/fresh-warm' % name
-            stack.create_doctor_alarm(project, warm, self.consumer_of(
-                project).url(warm_path), repeat=True)
-            for i in range(samples):
-                # The project's alarms are in use (Aodh's cache is warm)
-                # when a new one is created: the case its TTL cache hides.
-                warmed = sum(c.count(warm_path) for c in self.consumers)
-                deadline = time.monotonic() + a.fresh_timeout
-                while not self.wait_path(warm_path, warmed + 1, 0.2):
-                    side.instance_error(warm, project, 'fresh-host')
-                    if time.monotonic() > deadline:
-                        break
-                vm = side.nova.add_server('fresh-host', project)
-                path = '/%s/fresh-%d' % (name, i)
-                say('scenario 4: %s alarm freshness, sample %d' % (name, i))
-                stack.create_doctor_alarm(project, vm, self.consumer_of(
-                    project).url(path))
-                accepted = time.time()
-                deadline = time.monotonic() + a.fresh_timeout
-                got = None
-                while time.monotonic() < deadline:
-                    side.instance_error(vm, project, 'fresh-host')
-                    if self.wait_path(path, 1, 0.05):
-                        got = self.received(path)[0].time
-                        break
-                values.append(got - accepted if got else None)
+            if name == 'stock':
+                with concurrent.futures.ThreadPoolExecutor(
+                        a.fresh_samples_stock) as pool:
+                    values = list(pool.map(
+                        lambda i: self._fresh_sample(side, name, i),
+                        range(a.fresh_samples_stock)))
+            else:
+                values = [self._fresh_sample(side, name, i)
+                          for i in range(a.fresh_samples)]
             ok = [v for v in values if v is not None]
             row[name] = {'samples': len(values),
                          'not_effective_within_s': a.fresh_timeout
@@ -535,33 +539,33 @@ class Bench:
                          'max_ms': ms(max(ok)) if ok else None}
         self.add('alarm freshness (median ms)', row, 'median_ms')
 
-    def bursts(self):
+    def _fresh_sample(self, side, name, i):
         a = self.args
-        row = {}
-        for name in PIPELINES:
-            side = self.sides[name]
-            say('scenario 5: %s burst of %d fault events' % (name, a.burst))
-            path = '/%s/burst' % name
-            pid = side.evaluator_pid
-            cpu0 = cpu_seconds(pid)
-            start = time.time()
-            for vm, project in self.burst[name]:
-                side.instance_error(vm, project, 'burst-host')
-            sent = time.time()
-            self.wait_path(path, a.burst, a.burst_timeout)
-            got = self.received(path)
-            unique = {_instance(r.body) for r in got}
-            last = max((r.time for r in got), default=None)
-            dur = (last - start) if last else None
-            row[name] = {
-                'events': a.burst, 'send_s': round(sent - start, 3),
-                'delivered': len(unique), 'lost': a.burst - len(unique),
-                'duplicates': len(got) - len(unique),
-                'duration_s': round(dur, 3) if dur else None,
-                'events_per_s': round(len(unique) / dur, 1) if dur else None,
-                'cpu_ms_per_event': ms((cpu_seconds(pid) - cpu0) / a.burst)}
-        self.add('burst of %d faults (events/s)' % a.burst, row,
-                 'events_per_s', higher_is_better=True)
+        project = 'fresh-%s-%d' % (name, i)
+        stack = side.stack
+        warm = side.nova.add_server('fresh-host', project)
+        warm_path = '/%s/fresh-warm-%d' % (name, i)
+        stack.create_doctor_alarm(project, warm, self.consumer_of(
+            project).url(warm_path), repeat=True)
+        # The project's alarms are in use (Aodh's cache is warm) when a
+        # new one is created: the case its TTL cache hides.
+        deadline = time.monotonic() + a.fresh_timeout
+        while not self.wait_path(warm_path, 1, 0.2):
+            side.instance_error(warm, project, 'fresh-host')
+            if time.monotonic() > deadline:
+                break
+        vm = side.nova.add_server('fresh-host', project)
+        path = '/%s/fresh-%d' % (name, i)
+        say('scenario 4: %s alarm freshness, sample %d' % (name, i))
+        stack.create_doctor_alarm(project, vm, self.consumer_of(
+            project).url(path))
+        accepted = time.time()
+        deadline = time.monotonic() + a.fresh_timeout
+        while time.monotonic() < deadline:
+            side.instance_error(vm, project, 'fresh-host')
+            if self.wait_path(path, 1, 0.05):
+                return self.received(path)[0].time - accepted
+        return None
 
     # -- output ----------------------------------------------------------
     def add(self, name, row, key, higher_is_better=False):
@@ -574,8 +578,15 @@ class Bench:
         entry = {'name': name, 'stock': row['stock'],
                  'doctor_ext': row['doctor_ext'], 'ratio': ratio,
                  'headline': key}
+        f = (row.get('floor') or {}).get(key)
+        if 'floor' in row:
+            # doctor-ext against the floor: latency / floor latency, or
+            # rate / floor rate.
+            entry['floor'] = row['floor']
+            entry['vs_floor'] = round(d / f, 2) if d and f else None
         self.results.append(entry)
-        say('%s: stock %s, doctor-ext %s, ratio %s' % (name, s, d, ratio))
+        say('%s: stock %s, doctor-ext %s, ratio %s, floor %s' % (
+            name, s, d, ratio, f))
 
     def machine(self):
         import importlib.metadata as md
@@ -591,25 +602,37 @@ class Bench:
         }
 
     def table(self):
-        lines = ['%-52s %12s %12s %8s' % ('scenario', 'stock',
-                                          'doctor-ext', 'ratio'),
-                 '-' * 88]
+        lines = ['%-52s %10s %10s %8s %9s %8s' % (
+            'scenario', 'stock', 'doctor-ext', 'ratio', 'floor', 'vs floor'),
+            '-' * 100]
         for r in self.results:
             key = r['headline']
-            lines.append('%-52s %12s %12s %8s' % (
+            lines.append('%-52s %10s %10s %8s %9s %8s' % (
                 r['name'], r['stock'].get(key), r['doctor_ext'].get(key),
-                r['ratio']))
+                r['ratio'], r.get('floor', {}).get(key), r.get('vs_floor')))
+        lines += ['', 'targets:'] + [
+            '  %-70s %8s %9s %s' % (t['figure'], t['value'], t['target'],
+                                    {True: 'met', False: 'MISSED',
+                                     None: 'n/a'}[t['met']])
+            for t in self.targets()]
         return '\n'.join(lines)
+
+    def targets(self):
+        return bench_targets.evaluate(self.results, max(self.args.vms),
+                                      max(self.args.alarm_scale))
 
     def rst(self, path, duration):
         """The table of this run, for the performance page to include."""
         m = self.machine()
-        rows = [('Scenario', 'Figure', 'Stock', 'doctor-ext', 'Ratio')]
+        rows = [('Scenario', 'Figure', 'Stock', 'doctor-ext', 'Ratio',
+                 'Floor', 'vs floor')]
         for r in self.results:
             key = r['headline']
             rows.append((r['name'], key, str(r['stock'].get(key)),
-                         str(r['doctor_ext'].get(key)), str(r['ratio'])))
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+                         str(r['doctor_ext'].get(key)), str(r['ratio']),
+                         str(r.get('floor', {}).get(key, '')),
+                         str(r.get('vs_floor', ''))))
+        widths = [max(len(row[i]) for row in rows) for i in range(7)]
         sep = '  '.join('=' * w for w in widths)
         lines = ['.. Generated by doctor-ext-bench; do not edit.', '',
                  'Run of %s on %d cores, Python %s, %s; Ceilometer %s, '
@@ -623,7 +646,8 @@ class Bench:
                          .rstrip())
             if i == 0:
                 lines.append(sep)
-        lines += [sep, '']
+        lines += [sep, '', 'Targets of this run (ratios of its own figures):',
+                  ''] + bench_targets.rst_lines(self.targets()) + ['']
         with open(path, 'w') as f:
             f.write('\n'.join(lines))
 
@@ -631,7 +655,8 @@ class Bench:
         import matplotlib
         matplotlib.use('Agg')
         from matplotlib import pyplot as plt
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, axes = plt.subplots(2, 2, figsize=(11, 8.4))
+        (ax1, ax2), (ax3, ax4) = axes
         for lat, curves in sorted(self.curves['vms'].items()):
             for name, style in (('stock', '--'), ('doctor_ext', '-')):
                 pts = [(n, v) for n, v in curves.get(name, []) if v]
@@ -639,6 +664,11 @@ class Bench:
                     ax1.plot(*zip(*pts), style, marker='o',
                              label='%s, Nova %d ms' % (
                                  name.replace('_', '-'), lat))
+        pts = [(n, min(v for v in vs if v)) for n, vs in
+               sorted(self.curves['floor_vms'].items()) if any(vs)]
+        if pts:
+            ax1.plot(*zip(*pts), ':', marker='s', color='black',
+                     label='floor (broker hop + fan-out)')
         ax1.set_xscale('log')
         ax1.set_yscale('log')
         ax1.axhline(1000, color='grey', lw=0.8)
@@ -658,13 +688,53 @@ class Bench:
         ax2.set_ylabel('fault to owner notified, p50 (ms)')
         ax2.set_title('Alarm scale')
         ax2.legend(fontsize=8)
-        fig.suptitle('doctor-ext vs stock Ceilometer+Aodh (%s, %d cores)'
-                     % (self.machine()['date'], os.cpu_count()))
+        self._bars(ax3, self.curves.get('rack', {}),
+                   'rack (%d hosts x %d VMs): last owner (ms)' % (
+                       self.args.rack_hosts, self.args.rack_vms))
+        cold = next((r for r in self.results
+                     if r['name'].startswith('cold fault')), None)
+        if cold:
+            names = [n for n in ('stock', 'doctor_ext', 'floor')
+                     if cold.get(n)]
+            x = range(len(names))
+            ax4.bar([i - 0.2 for i in x],
+                    [cold[n].get('warm_p50_ms') or 0 for n in names], 0.4,
+                    label='warm p50')
+            ax4.bar([i + 0.2 for i in x],
+                    [cold[n].get('cold_ms') or 0 for n in names], 0.4,
+                    label='cold (after %d s idle)' % self.args.cold_idle)
+            ax4.set_xticks(list(x))
+            ax4.set_xticklabels([n.replace('_', '-') for n in names])
+            ax4.set_yscale('log')
+            ax4.set_ylabel('fault to owner notified (ms)')
+            ax4.legend(fontsize=8)
+        ax4.set_title('Cold fault')
+        fig.suptitle('doctor-ext vs stock Ceilometer+Aodh and the floor '
+                     '(%s, %d cores, shared)' % (self.machine()['date'],
+                                                  os.cpu_count()))
         fig.tight_layout()
         fig.savefig(path, dpi=110)
 
+    @staticmethod
+    def _bars(ax, values, title):
+        names = [n for n in ('stock', 'doctor_ext', 'floor')
+                 if values.get(n)]
+        if names:
+            bars = ax.bar([n.replace('_', '-') for n in names],
+                          [values[n] for n in names],
+                          color=[{'stock': 'tab:blue',
+                                  'doctor_ext': 'tab:orange',
+                                  'floor': 'black'}[n] for n in names])
+            for bar, n in zip(bars, names):
+                ax.annotate('%.0f' % values[n], (bar.get_x() +
+                            bar.get_width() / 2, bar.get_height()),
+                            ha='center', va='bottom', fontsize=8)
+            ax.set_yscale('log')
+        ax.set_title(title)
+
     def teardown(self):
-        for side in self.sides.values():
+        for side in list(self.sides.values()) + [
+                s for s in (self.floor, self.floor_urllib3) if s]:
             try:
                 side.stop()
             except Exception as e:
@@ -693,18 +763,36 @@ def parse_args(argv):
     p.add_argument('--alarm-scale', type=int, nargs='+',
                    default=[100, 10000, 100000])
     p.add_argument('--scale-faults', type=int, default=20)
-    p.add_argument('--scale-faults-stock-max', type=int, default=5)
+    p.add_argument('--alarm-scale-more', type=int, nargs='*',
+                   default=[1000000],
+                   help='further alarm levels, doctor-ext only above '
+                        '--stock-scale-max')
+    p.add_argument('--stock-scale-max', type=int, default=100000,
+                   help='largest alarm level stock is run at')
+    p.add_argument('--scale-faults-stock-max', type=int, default=10,
+                   help='faults at 100,000 alarms for stock, beside the '
+                        'first one after the restart')
+    p.add_argument('--restart-timeout', type=float, default=300.0)
     p.add_argument('--fresh-samples', type=int, default=10)
-    p.add_argument('--fresh-samples-stock', type=int, default=1)
+    p.add_argument('--fresh-samples-stock', type=int, default=5,
+                   help='run side by side, each in its own project')
     p.add_argument('--fresh-timeout', type=float, default=70.0)
     p.add_argument('--burst', type=int, default=10000)
     p.add_argument('--burst-timeout', type=float, default=180.0)
+    p.add_argument('--cold-idle', type=float, default=300.0,
+                   help='seconds every pipeline idles before the cold '
+                        'fault')
+    p.add_argument('--cold-warm', type=int, default=20,
+                   help='warm faults after the cold one, for the ratio')
+    p.add_argument('--rack-hosts', type=int, default=10)
+    p.add_argument('--rack-vms', type=int, default=200)
+    p.add_argument('--rack-stock-timeout', type=float, default=300.0)
     p.add_argument('--consumers', type=int, default=10)
     p.add_argument('--timeout', type=float, default=60.0)
     p.add_argument('--db-url',
                    default='postgresql://postgres@127.0.0.1/postgres')
     p.add_argument('--scenarios', nargs='+', default=[
-        'one', 'host', 'fresh', 'burst', 'scale'])
+        'one', 'host', 'rack', 'fresh', 'burst', 'scale', 'cold'])
     p.add_argument('--only', choices=['stock', 'doctor_ext'],
                    help='run one pipeline only (for profiling; no ratios)')
     p.add_argument('--json', metavar='FILE')
@@ -720,6 +808,7 @@ def main(argv=None):
     # modules load: true, but not this command's business.
     warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    args.alarm_scale = sorted(set(args.alarm_scale + args.alarm_scale_more))
     if args.only:
         # Profiling one side: the other is neither started nor measured.
         PIPELINES[:] = [args.only]
@@ -729,7 +818,8 @@ def main(argv=None):
         bench.setup()
         steps = {'one': bench.one_fault, 'host': bench.host_failures,
                  'fresh': bench.freshness, 'burst': bench.bursts,
-                 'scale': bench.alarm_scale}
+                 'scale': bench.alarm_scale, 'cold': bench.cold_fault,
+                 'rack': bench.rack}
         for name in args.scenarios:
             steps[name]()
     except KeyboardInterrupt:
@@ -740,6 +830,7 @@ def main(argv=None):
     print()
     print(bench.table())
     out = {'scenarios': bench.results, 'machine': bench.machine(),
+           'targets': bench.targets(),
            'duration_s': round(time.monotonic() - started, 1)}
     if args.json:
         with open(args.json, 'w') as f:
