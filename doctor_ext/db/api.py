@@ -38,3 +38,28 @@ def lock(select, conn, skip_locked=False):
         # One writer at a time: the transaction itself is the lock.
         return select
     return select.with_for_update(skip_locked=skip_locked)
+
+
+def copy_rows(conn, table, rows):
+    """Insert ``rows`` (dicts with the same keys) into ``table``.
+
+    On PostgreSQL through psycopg 3, one ``COPY ... FROM STDIN`` in the
+    transaction of ``conn``: no statement is compiled and no parameter
+    processed per row (a 1,000-VM host fault's instance rows). Elsewhere an
+    ordinary multi-row INSERT. The rows must be new: COPY skips no
+    conflict.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != 'postgresql' or conn.dialect.driver != 'psycopg':
+        conn.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    # Names from the table's definition, quoted; no value in the text.
+    statement = 'COPY "%s" (%s) FROM STDIN' % (
+        table.name, ', '.join('"%s"' % c for c in columns))
+    dbapi = conn.connection.dbapi_connection
+    with dbapi.cursor() as cursor:
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])

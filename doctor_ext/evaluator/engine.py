@@ -334,12 +334,18 @@ class Engine:
     def _notifications(firing):
         alarm, event = firing.alarm, firing.event
         reason_data = {'type': 'event', 'event': event.serialize()}
-        return [http.Notification(
+        notes = [http.Notification(
             action=action, alarm_id=alarm.alarm_id, alarm_name=alarm.name,
             severity=alarm.severity, previous=firing.previous,
             current=rules.ALARM, reason=firing.reason,
             reason_data=reason_data, project_id=alarm.project_id)
             for action in alarm.actions]
+        if len(notes) > 1:
+            # One body for every action of the alarm: encoded once.
+            body = notes[0].body()
+            for n in notes[1:]:
+                n._body = body
+        return notes
 
     @staticmethod
     def _change(firing, now):

@@ -50,13 +50,15 @@ def owed_row(notification, message_id, index):
             'alarm_id': notification.alarm_id,
             'project_id': notification.project_id,
             'action': notification.action,
-            'payload': json.dumps(notification.payload())}
+            # The bytes the notifier POSTs, encoded once for both.
+            'payload': notification.body().decode('utf-8')}
 
 
 def notification_of(row):
     body = json.loads(row['payload'])
     return http.Notification(action=row['action'],
-                             project_id=row['project_id'], **body)
+                             project_id=row['project_id'],
+                             body=row['payload'].encode('utf-8'), **body)
 
 
 class Outbox:

@@ -67,9 +67,10 @@ WITH wanted AS (
     SELECT w.id, w.reason
     FROM json_to_recordset(CAST(:wanted AS json)) AS w(id text, reason text)),
 owed AS (
-    SELECT o.id, o.alarm_id, o.project_id, o.action, o.payload, o.once
+    SELECT o.id, o.alarm_id, o.project_id, o.action,
+        CAST(o.payload AS text) AS payload, o.once
     FROM json_to_recordset(CAST(:owed AS json)) AS o(
-        id text, alarm_id text, project_id text, action text, payload text,
+        id text, alarm_id text, project_id text, action text, payload json,
         once boolean)),
 locked AS (
     SELECT alarm.alarm_id FROM alarm JOIN wanted ON alarm.alarm_id = wanted.id
@@ -118,13 +119,27 @@ def _claim_pg(conn, reasons, owed, lease, now, changes=()):
     wanted = json.dumps([{'id': i, 'reason': r} for i, r in reasons.items()])
     rows = conn.execute(_PG_CLAIM, {
         'wanted': wanted, 'alarm': ALARM, 'now': now,
-        'owed': json.dumps([dict(o, once=o['alarm_id'] in reasons)
-                            for o in owed]),
+        'owed': _owed_json(owed, reasons),
         'owner': lease[0], 'lease_until': lease[1],
         'history': json.dumps([dict(_history_json(c),
                                     once=c['alarm_id'] in reasons)
                                for c in changes])})
     return {r[0] for r in rows}
+
+
+def _owed_json(owed, reasons):
+    """The outbox rows as one JSON array, each body embedded as it is.
+
+    The body is JSON already (the bytes the notifier POSTs): it goes into
+    the array as a JSON value, not as a string to escape, and PostgreSQL
+    stores its text unchanged (``json``, not ``jsonb``).
+    """
+    return '[%s]' % ','.join(
+        '%s, "payload": %s}' % (json.dumps({
+            'id': o['id'], 'alarm_id': o['alarm_id'],
+            'project_id': o['project_id'], 'action': o['action'],
+            'once': o['alarm_id'] in reasons})[:-1], o['payload'])
+        for o in owed)
 
 
 # History rows in one PostgreSQL statement; a row already written (a retry,

@@ -21,21 +21,38 @@ row with ``present`` false for the same reason.
 before that, a host without rows may simply be unknown.
 """
 
+import json
 import threading
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from doctor_ext.db import api as db_api
+from doctor_ext.db import group
 from doctor_ext.db import models
 from doctor_ext.evaluator import events as events_mod
+from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import resource_map
 
 T = models.instances
 SYNCED = 'instances_synced_at'
 _COLUMNS = (T.c.instance_id, T.c.project_id, T.c.user_id, T.c.host,
             T.c.state)
+# Statements of instances in one PostgreSQL statement: each row inserted,
+# or updated unless the row there is newer.
+_PG_UPSERT = sa.text("""
+INSERT INTO doctor_instance (instance_id, project_id, user_id, host, state,
+    present, as_of)
+SELECT r.instance_id, r.project_id, r.user_id, r.host, r.state, r.present,
+    CAST(r.as_of AS timestamp)
+FROM json_to_recordset(CAST(:rows AS json)) AS r(
+    instance_id text, project_id text, user_id text, host text, state text,
+    present boolean, as_of text)
+ON CONFLICT (instance_id) DO UPDATE SET project_id = excluded.project_id,
+    user_id = excluded.user_id, host = excluded.host, state = excluded.state,
+    present = excluded.present, as_of = excluded.as_of
+WHERE doctor_instance.as_of <= excluded.as_of
+""")
 
 
 def _as_of(generated):
@@ -99,6 +116,7 @@ class SharedResourceMap:
         self._store = store
         self._bg = db_api.background(store)
         self.loaded = _Synced(self._bg)
+        self._writes = group.WriteGroup(self._write_rows, store_mod.BadRecord)
 
     def __len__(self):
         def count(conn):
@@ -144,26 +162,41 @@ class SharedResourceMap:
             row = {'instance_id': instance_id, 'project_id': inst.project_id,
                    'user_id': inst.user_id, 'host': inst.host,
                    'state': inst.state, 'present': True, 'as_of': as_of}
+        self._writes.write(row)
+        return True
+
+    def _write_rows(self, rows):
+        """Write statements of instances, newest-wins, in one transaction.
+
+        Concurrent events' rows come as one batch (:class:`.WriteGroup`);
+        on PostgreSQL the batch is one statement.
+        """
+        newest = {}
+        for row in rows:
+            kept = newest.get(row['instance_id'])
+            if kept is None or kept['as_of'] <= row['as_of']:
+                newest[row['instance_id']] = row
+        rows = list(newest.values())
 
         def write(conn):
             if conn.dialect.name == 'postgresql':
-                # One statement: insert, or update unless a newer row is
-                # there already.
-                insert = postgresql.insert(T).values(row)
-                conn.execute(insert.on_conflict_do_update(
-                    index_elements=[T.c.instance_id],
-                    set_={k: insert.excluded[k] for k in row
-                          if k != 'instance_id'},
-                    where=T.c.as_of <= insert.excluded.as_of))
+                # Insert, or update unless a newer row is there already.
+                conn.execute(_PG_UPSERT, {'rows': json.dumps(
+                    [dict(r, as_of=r['as_of'].isoformat()) for r in rows])})
                 return
-            newer = conn.execute(T.update().where(
-                T.c.instance_id == instance_id, T.c.as_of <= as_of).values(
-                    {k: v for k, v in row.items() if k != 'instance_id'}))
-            if not newer.rowcount:
-                # New, or a newer row is there already (then nothing).
-                conn.execute(db_api.insert_ignore(conn, T), [row])
-        self._store.run('recording instance %s' % instance_id, write)
-        return True
+            for row in rows:
+                newer = conn.execute(T.update().where(
+                    T.c.instance_id == row['instance_id'],
+                    T.c.as_of <= row['as_of']).values(
+                        {k: v for k, v in row.items()
+                         if k != 'instance_id'}))
+                if not newer.rowcount:
+                    # New, or a newer row is there already (then nothing).
+                    conn.execute(db_api.insert_ignore(conn, T), [row])
+        self._store.run('recording %d instance(s)' % len(rows)
+                        if len(rows) > 1 else
+                        'recording instance %s' % rows[0]['instance_id'],
+                        write)
 
     def replace_all(self, instances, as_of=None):
         """Store Nova's full listing, taken at ``as_of`` (default now).

@@ -196,8 +196,9 @@ class FaultJournal:
                 created_at=now, updated_at=now)
             conn.execute(F.insert(), [row])
             if instances:
-                conn.execute(FI.insert(), _instance_rows(fault_id,
-                                                         instances))
+                # New rows of a new fault: one COPY on PostgreSQL.
+                db_api.copy_rows(conn, FI, _instance_rows(fault_id,
+                                                          instances))
             conn.execute(H.update().where(H.c.host == host).values(
                 fault_id=fault_id, down_since=now))
             return 'new', _fault(row, instances or ())

@@ -179,9 +179,11 @@ class Side:
 
     @property
     def cpu_pids(self):
-        """The processes whose CPU an event costs: every process of the
-        pipeline that handles it (the agent's tree; for stock also
-        aodh-listener and aodh-notifier)."""
+        """The processes whose CPU an event costs.
+
+        Every process of the pipeline that handles it: the agent's tree;
+        for stock also aodh-listener and aodh-notifier.
+        """
         pids = [p.pid for p in self.stack.agents]
         if self.name == 'stock':
             pids += [p.pid for p in self.stack.processes
@@ -710,8 +712,8 @@ class Bench(bench_scenarios.Scenarios):
             ax4.legend(fontsize=8)
         ax4.set_title('Cold fault')
         fig.suptitle('doctor-ext vs stock Ceilometer+Aodh and the floor '
-                     '(%s, %d cores, shared)' % (self.machine()['date'],
-                                                  os.cpu_count()))
+                     '(%s, %d cores, shared)' % (
+                         self.machine()['date'], os.cpu_count()))
         fig.tight_layout()
         fig.savefig(path, dpi=110)
 

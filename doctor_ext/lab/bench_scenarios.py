@@ -115,8 +115,10 @@ class Scenarios:
 
     # -- cold fault ------------------------------------------------------
     def cold_fault(self):
-        """One fault after every pipeline idled ``--cold-idle`` seconds,
-        then ``--cold-warm`` warm faults for the ratio."""
+        """One fault after every pipeline idled ``--cold-idle`` seconds.
+
+        Then ``--cold-warm`` warm faults, for the ratio.
+        """
         lab = _lab()
         a = self.args
         lab.say('scenario 6: cold fault, idle for %d s' % a.cold_idle)
@@ -148,8 +150,10 @@ class Scenarios:
 
     # -- rack --------------------------------------------------------------
     def rack(self):
-        """``--rack-hosts`` hosts x ``--rack-vms`` VMs reported within
-        100 ms: the report of the first to the last owner notified."""
+        """``--rack-hosts`` hosts x ``--rack-vms`` VMs down within 100 ms.
+
+        The figure: the first report to the last owner notified.
+        """
         lab = _lab()
         a = self.args
         row = {}
@@ -181,11 +185,11 @@ class Scenarios:
                 'lost': total - len(unique),
                 'duplicates': len(got) - len(unique),
                 'first_ms': lab.ms(times[0] - sent) if times else None,
-                'last_ms': lab.ms(times[-1] - sent) if times and ok
-                else None}
+                'last_ms': (lab.ms(times[-1] - sent) if times and ok
+                            else None)}
             if name != 'floor':
-                self._settle(side, [(vm, None) for _, vms in hosts
-                                   for vm in vms])
+                self._settle(side, [
+                    (vm, None) for _, vms in hosts for vm in vms])
         self.curves['rack'] = {n: row[n].get('last_ms') for n in row}
         self.add('rack, %d hosts x %d VMs (last owner ms)' % (
             a.rack_hosts, a.rack_vms), row, 'last_ms')

@@ -100,8 +100,8 @@ def evaluate(results, vms_max, scale_max):
         vs = _ratio(d.get('p50_ms'), base.get('p50_ms'))
         rows.append(_row('%d alarms: p50 vs %d alarms' % (
             scale_max, base.get('alarms') or 0), vs, '<= 1.5x',
-            _check(vs, 1.5), '%s vs %s ms' % (d.get('p50_ms'),
-                                               base.get('p50_ms'))))
+            _check(vs, 1.5), '%s vs %s ms' % (
+                d.get('p50_ms'), base.get('p50_ms'))))
         first, first0 = d.get('restart_first_ms'), base.get(
             'restart_first_ms')
         extra = None if first is None or first0 is None else round(

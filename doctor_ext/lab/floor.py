@@ -67,8 +67,10 @@ def alarm_body(vm, project, host):
 
 
 class OurPoster:
-    """POSTs with the notifier's client, one connection per thread and
-    consumer."""
+    """POSTs with the notifier's client.
+
+    One connection per thread and consumer.
+    """
 
     def __init__(self, consumers):
         self.consumers = consumers

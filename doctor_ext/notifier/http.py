@@ -28,7 +28,6 @@ retries. Credentials never reach the logs: see :func:`mask_url`.
 import collections
 import concurrent.futures
 import http.client
-import json
 import logging
 import random
 import ssl
@@ -332,7 +331,7 @@ class HttpNotifier:
                         alarm_id=n.alarm_id)
 
     def _post(self, notification, target, pool):
-        body = json.dumps(notification.payload(), default=str).encode('utf-8')
+        body = notification.body()
         request_id = 'req-' + str(uuid.uuid4())
         head = ('POST %s HTTP/1.1\r\nHost: %s\r\n'
                 'content-type: application/json\r\n'

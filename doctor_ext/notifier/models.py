@@ -7,6 +7,7 @@ A :class:`Notification` is one alarm notification for one action URL; a
 bound, or cut by a stop), with an error that names the masked URL.
 """
 
+import json
 import time
 
 from doctor_ext.notifier import masking
@@ -29,11 +30,11 @@ class Notification:
     """One alarm notification for one action URL."""
 
     __slots__ = ('action', 'alarm_id', 'alarm_name', 'severity', 'previous',
-                 'current', 'reason', 'reason_data', 'project_id')
+                 'current', 'reason', 'reason_data', 'project_id', '_body')
 
     def __init__(self, action, alarm_id, alarm_name=None, severity=None,
                  previous=None, current=None, reason=None, reason_data=None,
-                 project_id=None):
+                 project_id=None, body=None):
         self.action = action
         self.alarm_id = alarm_id
         self.alarm_name = alarm_name
@@ -43,6 +44,16 @@ class Notification:
         self.reason = reason
         self.reason_data = reason_data if reason_data is not None else {}
         self.project_id = project_id
+        # The encoded payload, when the caller has it already (the outbox
+        # row's, or another action's of the same alarm and event).
+        self._body = body
+
+    def body(self):
+        """The payload as the JSON bytes POSTed, encoded once."""
+        if self._body is None:
+            self._body = json.dumps(self.payload(), default=str).encode(
+                'utf-8')
+        return self._body
 
     def payload(self):
         """The body Aodh's REST notifier posts (same keys, same order)."""

@@ -22,6 +22,11 @@ def update(vm, host, at, event_type='compute.instance.update',
         'host': host, 'state': state}, generated=at.isoformat())
 
 
+def a_row(vm, host, at):
+    return {'instance_id': vm, 'project_id': 'p1', 'user_id': 'u1',
+            'host': host, 'state': 'active', 'present': True, 'as_of': at}
+
+
 class TestSharedMap(base.BaseTestCase):
     scenarios = doctor_fixtures.BACKENDS
 
@@ -63,6 +68,28 @@ class TestSharedMap(base.BaseTestCase):
         a.apply(update('vm-1', 'compute-2', later))
         self.assertIsNone(a.host_of('vm-1'))
         self.assertEqual([], a.hosts())
+
+    def test_a_batch_of_statements_keeps_the_newest(self):
+        a = self.agent()
+        later = T0 + datetime.timedelta(seconds=1)
+        # Concurrent events' rows, written as one batch: the newest
+        # statement of an instance wins, within the batch and against the
+        # table.
+        a.apply(update('vm-9', 'compute-9', later + later.resolution))
+        a._write_rows([
+            a_row('vm-1', 'compute-2', later),
+            a_row('vm-1', 'compute-1', T0),
+            a_row('vm-2', 'compute-2', T0),
+            a_row('vm-9', 'compute-1', later)])
+        self.assertEqual(['vm-1', 'vm-2'], self.ids(a, 'compute-2'))
+        self.assertEqual('compute-9', a.host_of('vm-9'))
+
+    def test_a_bad_statement_is_dropped_alone(self):
+        a = self.agent()
+        a.apply(update('vm-1', 'compute-1', T0))
+        self.assertRaises(store_mod.BadRecord, a.apply,
+                          update('vm-2', 'h' * 1000, T0))
+        self.assertEqual(['vm-1'], self.ids(a, 'compute-1'))
 
     def test_listing_from_nova(self):
         a, b = self.agent(), self.agent()
