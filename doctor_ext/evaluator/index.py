@@ -24,13 +24,25 @@ class _TypeBucket:
         self.keyed = {}      # trait name -> {value: {alarm_id: alarm}}
         self.unkeyed = {}    # alarm_id -> alarm
 
+    # A value with one alarm (an instance id) maps to the alarm itself, one
+    # with more to {alarm_id: alarm}: a dict per instance would be a fifth
+    # of an alarm's memory.
+
     def add(self, alarm):
         if alarm.index_key is None:
             self.unkeyed[alarm.alarm_id] = alarm
             return
         trait, value = alarm.index_key
-        self.keyed.setdefault(trait, {}).setdefault(
-            value, {})[alarm.alarm_id] = alarm
+        by_value = self.keyed.setdefault(trait, {})
+        there = by_value.get(value)
+        if there is None or (type(there) is not dict and
+                             there.alarm_id == alarm.alarm_id):
+            by_value[value] = alarm
+        elif type(there) is dict:
+            there[alarm.alarm_id] = alarm
+        else:
+            by_value[value] = {there.alarm_id: there,
+                               alarm.alarm_id: alarm}
 
     def remove(self, alarm):
         if alarm.index_key is None:
@@ -40,14 +52,19 @@ class _TypeBucket:
         by_value = self.keyed.get(trait)
         if by_value is None:
             return
-        alarms = by_value.get(value)
-        if alarms is None:
+        there = by_value.get(value)
+        if there is None:
             return
-        alarms.pop(alarm.alarm_id, None)
-        if not alarms:
+        if type(there) is dict:
+            there.pop(alarm.alarm_id, None)
+            if len(there) == 1:
+                by_value[value], = there.values()
+            elif not there:
+                del by_value[value]
+        elif there.alarm_id == alarm.alarm_id:
             del by_value[value]
-            if not by_value:
-                del self.keyed[trait]
+        if not by_value:
+            del self.keyed[trait]
 
     def __bool__(self):
         return bool(self.keyed or self.unkeyed)
@@ -60,8 +77,12 @@ class _TypeBucket:
             if value is None:
                 continue
             alarms = by_value.get(value)
-            if alarms:
+            if alarms is None:
+                continue
+            if type(alarms) is dict:
                 out.extend(tuple(alarms.values()))
+            else:
+                out.append(alarms)
 
 
 class _ProjectBucket:

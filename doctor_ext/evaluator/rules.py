@@ -180,7 +180,13 @@ class Alarm:
 
     __slots__ = ('alarm_id', 'project_id', 'user_id', 'name', 'severity',
                  'event_type', 'wildcard', 'conditions', 'repeat_actions',
-                 'actions', 'state', 'index_key', 'claim_event')
+                 'actions', 'state', 'key_condition', 'claim_event')
+
+    @property
+    def index_key(self):
+        """(trait, value) the index files the alarm under, or None."""
+        cond = self.key_condition
+        return None if cond is None else (cond.trait, cond.value)
 
     def matches(self, event):
         for cond in self.conditions:
@@ -223,8 +229,8 @@ def claim_event_of(state_reason):
 _REASON_PREFIX = 'Event <id='
 
 
-def _index_key(conditions):
-    """The (trait, value) an alarm is indexed by: an ``eq`` on a string.
+def _key_condition(conditions):
+    """The condition an alarm is indexed by: an ``eq`` on a string trait.
 
     Only a text trait equal to the value satisfies such a condition (an
     integer 5 is not ``"5"``), so looking the trait's value up in a dict of
@@ -235,10 +241,32 @@ def _index_key(conditions):
         if (cond.op_name == 'eq' and cond.trait is not None and
                 cond.qtype in ('', 'string')):
             if cond.trait == 'instance_id':
-                return (cond.trait, cond.value)
+                return cond
             if best is None:
-                best = (cond.trait, cond.value)
+                best = cond
     return best
+
+
+# Conditions on short values ('state eq error', a host), one object for
+# every alarm that has the same one; bounded.
+_SHARED = {}
+_SHARED_MAX = 100000
+
+
+def _shared(cond):
+    """``cond``, or the equal condition another alarm already holds."""
+    if cond.shape is None or cond.raw is not _SAME or not isinstance(
+            cond.value, (str, int, float, bool)) or (
+            isinstance(cond.value, str) and len(cond.value) > 24):
+        return cond
+    key = (cond.field, cond.op_name, cond.qtype, type(cond.value),
+           cond.value, cond.shape)
+    kept = _SHARED.get(key)
+    if kept is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        kept = _SHARED[key] = cond
+    return kept
 
 
 def compile_alarm(alarm):
@@ -263,7 +291,7 @@ def compile_alarm(alarm):
     if not isinstance(query, list):
         raise InvalidAlarm('alarm %s: query is not a list' % alarm_id)
     try:
-        conditions = tuple(Condition(item) for item in query)
+        conditions = tuple(_shared(Condition(item)) for item in query)
     except InvalidAlarm as e:
         raise InvalidAlarm('alarm %s: %s' % (alarm_id, e))
     project_id = _get(alarm, 'project_id')
@@ -288,5 +316,5 @@ def compile_alarm(alarm):
     compiled.state = sys.intern(_get(alarm, 'state') or 'insufficient data')
     compiled.claim_event = (claim_event_of(_get(alarm, 'state_reason'))
                             if compiled.state == ALARM else None)
-    compiled.index_key = _index_key(conditions)
+    compiled.key_condition = _key_condition(conditions)
     return compiled

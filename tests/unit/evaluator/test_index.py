@@ -80,6 +80,29 @@ class TestAlarmIndex(base.BaseTestCase):
         self.idx.remove(c.alarm_id)
         self.assertEqual([], self.idx.match(host))
 
+    def test_several_alarms_on_one_instance(self):
+        # One alarm on a value is kept as it is, more in a dict: adding and
+        # removing goes from one form to the other and back.
+        a, b, c = (doctor_alarm('vm-1', alarm_id=i) for i in 'abc')
+        for x in (a, b, c):
+            self.idx.add(x)
+        self.assertEqual({'a', 'b', 'c'}, {x.alarm_id for x in
+                                           self.idx.match(vm_event('vm-1'))})
+        self.idx.remove('b')
+        self.idx.remove('a')
+        self.assertEqual([c], self.idx.match(vm_event('vm-1')))
+        self.idx.add(doctor_alarm('vm-1', alarm_id='c'))
+        self.assertEqual(['c'], [x.alarm_id for x in
+                                 self.idx.match(vm_event('vm-1'))])
+        self.idx.remove('c')
+        self.assertEqual([], self.idx.match(vm_event('vm-1')))
+        self.assertEqual({}, self.idx._projects)
+
+    def test_alarms_share_equal_short_conditions(self):
+        a, b = doctor_alarm('vm-1'), doctor_alarm('vm-2')
+        self.assertIs(a.conditions[0], b.conditions[0])
+        self.assertIsNot(a.conditions[1], b.conditions[1])
+
     def test_replace_update_and_remove(self):
         a = doctor_alarm('vm-1', alarm_id='a')
         self.idx.add(a)
