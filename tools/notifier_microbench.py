@@ -9,6 +9,12 @@ after one warm-up round.
 ``--client``: CPU per POST of one thread on one keep-alive connection to
 one lab consumer, urllib3's pool against ``notifier.client.Connection``
 (median of 5 rounds of 1,000 POSTs).
+
+``--fanout``: the notifier's shape of work, 1,000 POSTs of ~1 KiB alarm
+bodies from one process to C consumers on 16 threads over kept-alive
+connections, with the notifier's client and with urllib3's pools
+(:mod:`doctor_ext.lab.floor`'s posters), alternating; median wall time
+and process CPU (the consumer doubles' included) of R rounds.
 """
 
 import argparse
@@ -94,9 +100,43 @@ def client_run():
     consumer.stop()
 
 
+def fanout_run(a):
+    import concurrent.futures
+
+    from doctor_ext.lab import floor
+    consumers = [consumer_mod.Consumer().start() for _ in range(a.consumers)]
+    addrs = [('127.0.0.1', c.port) for c in consumers]
+    posters = {'client.Connection': floor.OurPoster(addrs),
+               'urllib3': floor.Urllib3Poster(addrs, 16)}
+    pool = concurrent.futures.ThreadPoolExecutor(16)
+    bodies = [floor.alarm_body('vm-%d' % i, 'p%d' % (i % a.projects), 'h')
+              for i in range(a.notifications)]
+    results = {name: ([], []) for name in posters}
+    for r in range(a.rounds + 1):
+        for name, poster in posters.items():
+            cpu, wall = time.process_time(), time.perf_counter()
+            futures = [pool.submit(poster.post, i % a.consumers, '/failure',
+                                   body) for i, body in enumerate(bodies)]
+            if any(f.result(60) != 200 for f in futures):
+                raise SystemExit('a POST failed')
+            if r:
+                results[name][0].append(time.perf_counter() - wall)
+                results[name][1].append(time.process_time() - cpu)
+    for name, (walls, cpus) in results.items():
+        print('%s: %d POSTs to %d consumers on 16 threads, %d rounds: wall '
+              'median %.1f ms, process CPU median %.1f ms' % (
+                  name, a.notifications, a.consumers, a.rounds,
+                  statistics.median(walls) * 1000,
+                  statistics.median(cpus) * 1000))
+    pool.shutdown()
+    for c in consumers:
+        c.stop()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--client', action='store_true')
+    p.add_argument('--fanout', action='store_true')
     p.add_argument('--notifications', type=int, default=1000)
     p.add_argument('--consumers', type=int, default=10)
     p.add_argument('--projects', type=int, default=10)
@@ -104,6 +144,8 @@ def main():
     a = p.parse_args()
     if a.client:
         client_run()
+    elif a.fanout:
+        fanout_run(a)
     else:
         notifier_run(a)
 

@@ -126,7 +126,7 @@ def rss_bytes(pid):
 class Side:
     """One pipeline: its vhost, database, Nova double, agent, emitters."""
 
-    def __init__(self, name, consumers, workdir, db_url):
+    def __init__(self, name, consumers, workdir, db_url, timeline=False):
         self.name = name
         self.consumers = consumers
         self.broker = services.Broker().start()
@@ -135,8 +135,9 @@ class Side:
         cls = stock_mod.StockStack if name == 'stock' else services.Stack
         options = {}
         if name == 'doctor_ext':
-            options = {'doctor_evaluator': {'timeline_log': 'False'},
-                       'doctor_inspector': {'timeline_log': 'False'}}
+            timeline = str(bool(timeline))
+            options = {'doctor_evaluator': {'timeline_log': timeline},
+                       'doctor_inspector': {'timeline_log': timeline}}
         self.stack = cls(self.nova.credentials(),
                          transport_url=self.broker.url, db_url=db_url,
                          workdir=os.path.join(workdir, name),
@@ -292,7 +293,8 @@ class Bench(bench_scenarios.Scenarios):
     def setup(self):
         for name in PIPELINES:
             say('starting the %s services' % name)
-            side = Side(name, self.consumers, self.workdir, self.args.db_url)
+            side = Side(name, self.consumers, self.workdir, self.args.db_url,
+                        timeline=self.args.timeline)
             self.sides[name] = side
             side.start_services()
         # The floor: same broker, same consumers, a vhost of its own; the
@@ -802,6 +804,9 @@ def parse_args(argv):
     p.add_argument('--rst', metavar='FILE',
                    help='write the table as reStructuredText')
     p.add_argument('--workdir')
+    p.add_argument('--timeline', action='store_true',
+                   help="doctor-ext's timeline log on (for profiling; it "
+                        "costs time)")
     return p.parse_args(argv)
 
 
