@@ -82,15 +82,34 @@ def convert(value, qtype):
 
 
 _ITEM_KEYS = frozenset(('field', 'op', 'type', 'value'))
-_SHAPES = {}
 _SAME = object()
+# Bound of the tables of shared parts of alarms (conditions, kinds,
+# action tuples).
+_SHARED_MAX = 100000
+
+
+class _Kind:
+    """What conditions written the same way share: all but the value."""
+
+    __slots__ = ('field', 'trait', 'op', 'op_name', 'qtype', 'shape')
+
+    def __init__(self, field, trait, op_name, qtype, shape):
+        self.field = field
+        self.trait = trait
+        self.op_name = op_name
+        self.op = OPS[op_name]
+        self.qtype = qtype
+        self.shape = shape
+
+
+# One _Kind per (field, op, type, shape): a few per deployment.
+_KINDS = {}
 
 
 class Condition:
     """One query item: ``field op value``."""
 
-    __slots__ = ('field', 'trait', 'op', 'op_name', 'value', 'qtype',
-                 'shape', 'raw')
+    __slots__ = ('kind', 'value', 'raw')
 
     def __init__(self, item):
         if not isinstance(item, dict):
@@ -107,11 +126,11 @@ class Condition:
             raise InvalidAlarm('query on %s has unknown type %r'
                                % (field, qtype))
         if field.startswith('traits.'):
-            self.trait = sys.intern(field[7:])
-            if not self.trait:
+            trait = field[7:]
+            if not trait:
                 raise InvalidAlarm('query field %r names no trait' % field)
         elif field in TOP_LEVEL_FIELDS:
-            self.trait = None
+            trait = None
         else:
             raise InvalidAlarm('query field %r is neither traits.<name> nor '
                                'one of %s' % (field, ', '.join(
@@ -119,7 +138,7 @@ class Condition:
         if 'value' not in item:
             raise InvalidAlarm('query on %s has no value' % field)
         try:
-            if self.trait is None:
+            if trait is None:
                 # A top-level field is compared as text, whatever the type.
                 self.value = convert(item['value'], 'string')
             else:
@@ -132,10 +151,6 @@ class Condition:
             # Shared by every alarm on the same short value ('error', a
             # host); ids (one alarm each) would only grow the intern table.
             self.value = sys.intern(self.value)
-        self.field = sys.intern(field)
-        self.op_name = sys.intern(op_name)
-        self.op = OPS[op_name]
-        self.qtype = sys.intern(qtype)
         # The item as Aodh stored it (for the reason text) is rebuilt on
         # demand from the fields above and a shape shared by every alarm
         # written the same way, not kept: a decoded JSON dict per
@@ -143,25 +158,41 @@ class Condition:
         shape = (tuple(sorted(item)), item.get('op'), item.get('type'))
         if set(shape[0]) <= _ITEM_KEYS and all(
                 v is None or isinstance(v, str) for v in shape[1:]):
-            self.shape = _SHAPES.setdefault(shape, shape)
             raw = item['value']
             same = type(raw) is type(self.value) and raw == self.value
             self.raw = _SAME if same else raw
         else:
-            self.shape, self.raw = None, dict(item)
+            shape, self.raw = None, dict(item)
+        key = (field, op_name, qtype, shape)
+        kind = _KINDS.get(key)
+        if kind is None:
+            kind = _Kind(sys.intern(field),
+                         None if trait is None else sys.intern(trait),
+                         sys.intern(op_name), sys.intern(qtype), shape)
+            if len(_KINDS) < _SHARED_MAX:
+                _KINDS[key] = kind
+        self.kind = kind
+
+    field = property(lambda self: self.kind.field)
+    trait = property(lambda self: self.kind.trait)
+    op = property(lambda self: self.kind.op)
+    op_name = property(lambda self: self.kind.op_name)
+    qtype = property(lambda self: self.kind.qtype)
+    shape = property(lambda self: self.kind.shape)
 
     def holds(self, event):
-        if self.trait is not None:
-            actual = event.traits.get(self.trait)
-            if self.qtype == 'boolean' and actual is not None:
+        kind = self.kind
+        if kind.trait is not None:
+            actual = event.traits.get(kind.trait)
+            if kind.qtype == 'boolean' and actual is not None:
                 actual = _boolean_word(actual)
                 if actual is _NOT_A_BOOLEAN:
-                    return self.op_name == 'ne'
+                    return kind.op_name == 'ne'
         else:
-            actual = event.field_text(self.field)
+            actual = event.field_text(kind.field)
         try:
             # As Aodh: the typed trait against the typed query value.
-            return self.op(actual, self.value)
+            return kind.op(actual, self.value)
         except TypeError:
             # Not orderable (unlike types, None): Aodh raises, never fires.
             return False
@@ -179,8 +210,16 @@ class Alarm:
     """An Aodh event alarm, compiled. ``state`` is this process's view."""
 
     __slots__ = ('alarm_id', 'project_id', 'user_id', 'name', 'severity',
-                 'event_type', 'wildcard', 'conditions', 'repeat_actions',
+                 'event_type', 'conditions', 'repeat_actions',
                  'actions', 'state', 'key_condition', 'claim_event')
+
+    @property
+    def wildcard(self):
+        """Is the event type a pattern?
+
+        Computed, not kept: a slot is 8 bytes per alarm.
+        """
+        return any(c in self.event_type for c in '*?[')
 
     @property
     def index_key(self):
@@ -250,7 +289,7 @@ def _key_condition(conditions):
 # Conditions on short values ('state eq error', a host), one object for
 # every alarm that has the same one; bounded.
 _SHARED = {}
-_SHARED_MAX = 100000
+_ACTIONS = {}
 
 
 def _shared(cond):
@@ -259,8 +298,7 @@ def _shared(cond):
             cond.value, (str, int, float, bool)) or (
             isinstance(cond.value, str) and len(cond.value) > 24):
         return cond
-    key = (cond.field, cond.op_name, cond.qtype, type(cond.value),
-           cond.value, cond.shape)
+    key = (cond.kind, type(cond.value), cond.value)
     kept = _SHARED.get(key)
     if kept is None:
         if len(_SHARED) >= _SHARED_MAX:
@@ -307,12 +345,14 @@ def compile_alarm(alarm):
     compiled.name = _get(alarm, 'name') or alarm_id
     compiled.severity = sys.intern(_get(alarm, 'severity') or 'low')
     compiled.event_type = sys.intern(event_type)
-    compiled.wildcard = any(c in event_type for c in '*?[')
     compiled.conditions = conditions
     compiled.repeat_actions = bool(_get(alarm, 'repeat_actions', False))
-    compiled.actions = tuple(sys.intern(a) for a in
-                             (_get(alarm, 'alarm_actions') or ())
-                             if isinstance(a, str))
+    actions = tuple(sys.intern(a) for a in
+                    (_get(alarm, 'alarm_actions') or ())
+                    if isinstance(a, str))
+    # Alarms with the same actions share one tuple.
+    compiled.actions = _ACTIONS.setdefault(actions, actions) \
+        if len(_ACTIONS) < _SHARED_MAX else actions
     compiled.state = sys.intern(_get(alarm, 'state') or 'insufficient data')
     compiled.claim_event = (claim_event_of(_get(alarm, 'state_reason'))
                             if compiled.state == ALARM else None)
