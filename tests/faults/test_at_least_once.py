@@ -30,7 +30,7 @@ from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import hook
 from doctor_ext.inspector import journal
 from doctor_ext.inspector import resource_map
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 from tests.faults import fuzz
 from tests import fixtures as doctor_fixtures
 

@@ -15,9 +15,9 @@ from oslo_config import cfg
 import oslo_messaging
 
 from doctor_ext.inspector import maintenance
-from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
+from doctor_ext_lab import consumer as consumer_mod
 from tests.functional import base
 
 HOST = 'compute-1'

@@ -21,9 +21,9 @@ from doctor_ext.inspector import hook
 from doctor_ext.inspector import instances
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import report_check
-from doctor_ext.lab import nova as nova_mod
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
+from doctor_ext_lab import nova as nova_mod
 from tests import fixtures as doctor_fixtures
 
 

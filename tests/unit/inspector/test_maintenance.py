@@ -25,8 +25,8 @@ from doctor_ext.inspector import hook
 from doctor_ext.inspector import maintenance
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
-from doctor_ext.lab import nova as nova_double
 from doctor_ext import opts
+from doctor_ext_lab import nova as nova_double
 from tests import fixtures as doctor_fixtures
 
 DEFINITIONS = os.path.join(

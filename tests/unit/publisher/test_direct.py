@@ -22,10 +22,10 @@ from doctor_ext.inspector import hook
 from doctor_ext.inspector import journal
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
-from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
 from doctor_ext.publisher import direct
+from doctor_ext_lab import consumer as consumer_mod
 from tests import fixtures as doctor_fixtures
 
 

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 import warnings
 
-from doctor_ext.lab import netns
+from doctor_ext_lab import netns
 
 CHECKPOINTS = [
     ('T00', 'fault injected (host link down)'),
@@ -86,9 +86,9 @@ class Demo:
 
     # -- set-up ------------------------------------------------------------
     def setup(self):
-        from doctor_ext.lab import consumer as consumer_mod
-        from doctor_ext.lab import nova as nova_mod
-        from doctor_ext.lab import services
+        from doctor_ext_lab import consumer as consumer_mod
+        from doctor_ext_lab import nova as nova_mod
+        from doctor_ext_lab import services
 
         a = self.args
         transport = a.transport_url or 'rabbit://guest:guest@127.0.0.1:5672/'
@@ -350,7 +350,7 @@ def run(demo, scenario):
         say('interrupted')
         return None, 130
     except Exception as e:
-        from doctor_ext.lab import services
+        from doctor_ext_lab import services
         if isinstance(e, (DemoError, services.StackError)):
             print('ERROR: %s' % e, file=sys.stderr)
             return None, 2
@@ -365,7 +365,7 @@ def main(argv=None):
     warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.maintenance:
-        from doctor_ext.lab import maintenance_demo
+        from doctor_ext_lab import maintenance_demo
         return maintenance_demo.main(args)
     demo = Demo(args)
     result, code = run(demo, demo.run_fault)
