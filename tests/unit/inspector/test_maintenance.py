@@ -20,8 +20,9 @@ from stevedore import extension
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
+from doctor_ext.inspector import core
+from doctor_ext.inspector import faults
 from doctor_ext.inspector import fencing
-from doctor_ext.inspector import hook
 from doctor_ext.inspector import maintenance
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
@@ -134,7 +135,7 @@ class MaintenanceTestCase(base.BaseTestCase):
             resource_map.Instance('c1', 'pc', 'uc', 'compute-1'),
             resource_map.Instance('a9', 'pa', 'ua', 'compute-2'),
         ])
-        self.inspector = hook.Inspector(self.conf, self.engine, self.fencer,
+        self.inspector = core.Inspector(self.conf, self.engine, self.fencer,
                                         rmap=self.map)
         self.addCleanup(self.inspector.stop)
         self.tracker = self.inspector.maintenance
@@ -209,7 +210,7 @@ class TestEnter(MaintenanceTestCase):
     def test_forced_down_stays_a_fault(self):
         fault = self.inspector.handle(service_update(
             'compute-1', 1, 'broken', forced_down=1))
-        self.assertIsInstance(fault, hook.HostFault)
+        self.assertIsInstance(fault, faults.HostFault)
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         # The fault events, not maintenance ones.
         self.assertEqual([], self.engine.of_type(maintenance.OWNER_EVENT))
@@ -271,7 +272,7 @@ class TestEnter(MaintenanceTestCase):
     def test_map_not_loaded_owners_from_nova_never_empty_early(self):
         self.fencer.servers = [
             fencing.ServerRef('x1', 'px', 'ux', 'compute-1', 'ACTIVE', 'x1')]
-        inspector = hook.Inspector(self.conf, self.engine, self.fencer)
+        inspector = core.Inspector(self.conf, self.engine, self.fencer)
         self.addCleanup(inspector.stop)
         self.map = inspector.map     # a new map, not loaded from Nova yet
         self.assertFalse(self.map.loaded.is_set())
@@ -289,7 +290,7 @@ class TestEnter(MaintenanceTestCase):
         self.assertEqual(1, len(self.admin_events()))
 
     def test_instances_the_map_did_not_know_are_warned_later(self):
-        inspector = hook.Inspector(self.conf, self.engine, self.fencer)
+        inspector = core.Inspector(self.conf, self.engine, self.fencer)
         self.addCleanup(inspector.stop)
         self.fencer.servers_on_host = mock.Mock(
             side_effect=fencing.FencingError('Nova is down'))
@@ -507,7 +508,7 @@ class TestStateFiles(MaintenanceTestCase):
         session = self.state()['session_id']
         self.inspector.stop()
         engine = RecordingEngine(self.store)
-        inspector = hook.Inspector(self.conf, engine, self.fencer,
+        inspector = core.Inspector(self.conf, engine, self.fencer,
                                    rmap=self.map)
         self.addCleanup(inspector.stop)
         inspector.maintenance.start()
