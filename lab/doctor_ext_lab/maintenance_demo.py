@@ -151,8 +151,8 @@ class MaintenanceDemo(demo_mod.Demo):
                 if r.path == OWNER_PATH]
 
     def remaining(self):
-        from doctor_ext.inspector import maintenance
-        states = maintenance.read_states(self.state_dir, [self.failing])
+        from doctor_ext.inspector import maintenance_state
+        states = maintenance_state.read_states(self.state_dir, [self.failing])
         return len(states[0]['remaining']) if states else None
 
     def admin(self, path):

@@ -17,6 +17,7 @@ from oslo_config import fixture as config_fixture
 from oslotest import base
 from stevedore import extension
 
+from doctor_ext.cmd import maintenance_status
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
@@ -24,6 +25,7 @@ from doctor_ext.inspector import core
 from doctor_ext.inspector import faults
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import maintenance_state
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
 from doctor_ext import opts
@@ -152,7 +154,7 @@ class MaintenanceTestCase(base.BaseTestCase):
         return self.inspector.handle(service_update(host, 1, reason))
 
     def state(self, host='compute-1'):
-        states = maintenance.read_states(self.state_dir, [host])
+        states = maintenance_state.read_states(self.state_dir, [host])
         return states[0] if states else None
 
 
@@ -472,7 +474,7 @@ class TestStateFiles(MaintenanceTestCase):
 
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            self.assertEqual(0, maintenance.status_main(
+            self.assertEqual(0, maintenance_status.main(
                 ['--state-dir', self.state_dir]))
         text = out.getvalue()
         self.assertIn('compute-1: in maintenance since', text)
@@ -481,14 +483,14 @@ class TestStateFiles(MaintenanceTestCase):
 
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            maintenance.status_main(['--state-dir', self.state_dir,
+            maintenance_status.main(['--state-dir', self.state_dir,
                                      '--json', 'compute-1'])
         (data,) = json.loads(out.getvalue())
         self.assertEqual('maintenance', data['state'])
 
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            maintenance.status_main(['--state-dir', self.state_dir,
+            maintenance_status.main(['--state-dir', self.state_dir,
                                      'compute-2'])
         self.assertEqual('compute-2: not in maintenance\n', out.getvalue())
 
@@ -499,7 +501,7 @@ class TestStateFiles(MaintenanceTestCase):
             f.write('[doctor_maintenance]\nstate_dir = %s\n' % other)
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            maintenance.status_main(['--config-file', conf_file])
+            maintenance_status.main(['--config-file', conf_file])
         self.assertEqual('no host in maintenance (%s)\n' % other,
                          out.getvalue())
 
