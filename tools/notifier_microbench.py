@@ -13,7 +13,7 @@ one lab consumer, urllib3's pool against ``notifier.client.Connection``
 ``--fanout``: the notifier's shape of work, 1,000 POSTs of ~1 KiB alarm
 bodies from one process to C consumers on 16 threads over kept-alive
 connections, with the notifier's client and with urllib3's pools
-(:mod:`doctor_ext.lab.floor`'s posters), alternating; median wall time
+(:mod:`doctor_ext_lab.floor`'s posters), alternating; median wall time
 and process CPU (the consumer doubles' included) of R rounds.
 """
 
@@ -24,9 +24,9 @@ import time
 
 from oslo_config import cfg
 
-from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.notifier import client
 from doctor_ext.notifier import http
+from doctor_ext_lab import consumer as consumer_mod
 
 BODY = json.dumps({'alarm_name': 'n', 'alarm_id': 'a', 'severity': 'critical',
                    'previous': 'ok', 'current': 'alarm', 'reason': 'r',
@@ -103,7 +103,7 @@ def client_run():
 def fanout_run(a):
     import concurrent.futures
 
-    from doctor_ext.lab import floor
+    from doctor_ext_lab import floor
     consumers = [consumer_mod.Consumer().start() for _ in range(a.consumers)]
     addrs = [('127.0.0.1', c.port) for c in consumers]
     posters = {'client.Connection': floor.OurPoster(addrs),

@@ -1,4 +1,4 @@
-"""The benchmark's emitter and its floor side (:mod:`doctor_ext.lab.floor`).
+"""The benchmark's emitter and its floor side (:mod:`doctor_ext_lab.floor`).
 
 :class:`Emitter` puts the benchmark's faults on a vhost's ``nova``
 exchange, the way Nova does; every side (stock, doctor-ext, floor) has
@@ -11,8 +11,8 @@ import os
 import sys
 import threading
 
-from doctor_ext.lab import floor
-from doctor_ext.lab import services
+from doctor_ext_lab import floor
+from doctor_ext_lab import services
 
 
 class Emitter:
@@ -108,7 +108,7 @@ class FloorSide:
         hosts = os.path.join(self.workdir, 'hosts.json')
         with open(hosts, 'w') as f:
             json.dump(self.hosts, f)
-        argv = [sys.executable, '-m', 'doctor_ext.lab.floor',
+        argv = [sys.executable, '-m', 'doctor_ext_lab.floor',
                 '--transport-url', self.broker.url, '--hosts', hosts,
                 '--client', self.client, '--threads', str(self.threads)]
         for c in self.consumers:

@@ -23,7 +23,7 @@ pools: the benchmark runs the fan-out with both, which answers the
 question "is a maintained client as fast" in the notifier's own shape of
 work (1,000 POSTs from one process to ten consumers).
 
-Run by the benchmark as ``python -m doctor_ext.lab.floor``; not a product
+Run by the benchmark as ``python -m doctor_ext_lab.floor``; not a product
 command.
 """
 
@@ -150,7 +150,7 @@ class Endpoint:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog='python -m doctor_ext.lab.floor',
+    p = argparse.ArgumentParser(prog='python -m doctor_ext_lab.floor',
                                 description=__doc__.split('\n\n')[0])
     p.add_argument('--transport-url', required=True)
     p.add_argument('--consumer', action='append', required=True,

@@ -2,7 +2,7 @@
 
 Absolute times on a shared machine move by 2x from day to day, so every
 target is a ratio of two figures of the same run: against stock, or
-against the floor (:mod:`doctor_ext.lab.floor`). :func:`evaluate` reads a
+against the floor (:mod:`doctor_ext_lab.floor`). :func:`evaluate` reads a
 run's scenario entries and gives one row per target: the figure, the
 value, the target and whether it is met (None when the run did not
 measure it).

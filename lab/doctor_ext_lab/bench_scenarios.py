@@ -1,18 +1,18 @@
 """Scenarios of ``doctor-ext-bench`` measured against the floor.
 
-A mixin of :class:`doctor_ext.lab.bench.Bench`: the burst (the queue
+A mixin of :class:`doctor_ext_lab.bench.Bench`: the burst (the queue
 pre-loaded with the pipeline stopped), the cold fault, the rack, and the
 alarm scale up to a million alarms with the first event after a restart.
-Every scenario here runs the floor (:mod:`doctor_ext.lab.floor`) in the same
-run where it has one.
+Every scenario here runs the floor (:mod:`doctor_ext_lab.floor`) in the
+same run where it has one.
 """
 
 import statistics
 import time
 import uuid
 
-from doctor_ext.lab import bench_floor
-from doctor_ext.lab import services
+from doctor_ext_lab import bench_floor
+from doctor_ext_lab import services
 
 
 _JSON_COLUMNS = ('ok_actions', 'alarm_actions', 'insufficient_data_actions',
@@ -43,7 +43,7 @@ def copy_alarms(db, rows):
 
 def _lab():
     # bench imports this module; its helpers are read at call time.
-    from doctor_ext.lab import bench
+    from doctor_ext_lab import bench
     return bench
 
 
