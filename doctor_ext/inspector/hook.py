@@ -605,7 +605,8 @@ def get_inspector(conf):
         if _INSPECTOR is None:
             engine = engine_mod.get_engine(conf)
             _INSPECTOR = Inspector(conf, engine, fencing.NovaFencer(conf),
-                                   check=report_check.get_check(conf))
+                                   check=report_check.get_check(
+                                       conf, engine))
             _INSPECTOR.start()
         return _INSPECTOR
 
