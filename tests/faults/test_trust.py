@@ -53,6 +53,26 @@ class TestSignedReports(base.FaultTest):
         return [c for vm in vms
                 for c in self.nova.calls_to('servers/%s/action$' % vm)]
 
+    def handled_then_up(self, vms, alarms, agent=None):
+        """A signed report of replayed-host handled, then the host up.
+
+        Returns the report's payload, to be replayed.
+        """
+        genuine = report.build_report('replayed-host', monitor='ping')
+        genuine = signing.sign(self.stack.report_secret, genuine['type'],
+                               genuine)
+        self.send(genuine)
+        self.wait_alarms(alarms, 20)
+        base.poll(lambda: len(self.resets(vms)) == VMS_PER_HOST, 20,
+                  'replayed-host fenced')
+        # Nova's own notifications of the fence are handled, then the host
+        # comes back: a replay would be handled as a new fault.
+        self.assertTrue(self.nova.flush_notifications(20))
+        self.wait_drained()
+        self.reporter.report('replayed-host', status='up')
+        self.wait_for_log('Host replayed-host is back', agent=agent)
+        return genuine
+
     def test_only_signed_reports_fence_and_notify(self):
         vms = {h: self.add_vms(h, VMS_PER_HOST, repeat=True) for h in HOSTS}
         alarms = {h: {a for _, a in v.values()} for h, v in vms.items()}
@@ -62,19 +82,8 @@ class TestSignedReports(base.FaultTest):
         tally.expected = alarms['replayed-host'] | alarms['signed-host']
         started = time.monotonic()
 
-        genuine = report.build_report('replayed-host', monitor='ping')
-        genuine = signing.sign(self.stack.report_secret, genuine['type'],
-                               genuine)
-        self.send(genuine)
-        self.wait_alarms(alarms['replayed-host'], 20)
-        base.poll(lambda: len(self.resets(vms['replayed-host'])) ==
-                  VMS_PER_HOST, 20, 'replayed-host fenced')
-        # Nova's own notifications of the fence are handled, then the host
-        # comes back: a replay would be handled as a new fault.
-        self.assertTrue(self.nova.flush_notifications(20))
-        self.wait_drained()
-        self.reporter.report('replayed-host', status='up')
-        self.wait_for_log('Host replayed-host is back')
+        genuine = self.handled_then_up(vms['replayed-host'],
+                                       alarms['replayed-host'])
 
         self.send(genuine)
         self.make_reporter('guessed-secret').report('forged-host')
@@ -129,17 +138,8 @@ class TestSignedReports(base.FaultTest):
                            'another agent than the one that handled it')
         tally.expected = alarms['replayed-host'] | alarms['signed-host']
         started = time.monotonic()
-        genuine = report.build_report('replayed-host', monitor='ping')
-        genuine = signing.sign(self.stack.report_secret, genuine['type'],
-                               genuine)
-        self.send(genuine)
-        self.wait_alarms(alarms['replayed-host'], 20)
-        base.poll(lambda: len(self.resets(vms['replayed-host'])) ==
-                  VMS_PER_HOST, 20, 'replayed-host fenced')
-        self.assertTrue(self.nova.flush_notifications(20))
-        self.wait_drained()
-        self.reporter.report('replayed-host', status='up')
-        self.wait_for_log('Host replayed-host is back', agent=first)
+        genuine = self.handled_then_up(vms['replayed-host'],
+                                       alarms['replayed-host'], first)
         # The other agent alone from now on: it never saw the original.
         second = self.start_agent()
         first.stop()
