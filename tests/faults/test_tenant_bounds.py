@@ -20,8 +20,9 @@ stays under its bound (the threads it had after a first, small fault, plus
 the delivery threads' cap, plus the bus listener's executor pool), and
 every greedy notification is given up with a log line naming its alarm
 and URL: refused, dropped at the project's queue bound, or failed (a
-timeout, or the 503). How long the healthy owners took is recorded with
-the scenario's figures (``healthy_last_ms``), not asserted.
+timeout, or the 503), and its outbox row is recorded as given up. How
+long the healthy owners took is recorded with the scenario's figures
+(``healthy_last_ms``), not asserted.
 """
 
 import collections
@@ -118,6 +119,21 @@ class TestTenantBounds(base.FaultTest):
             except OSError:
                 return port
 
+    def outbox_states(self, project):
+        """``{state: rows}`` of ``project``'s rows in the outbox."""
+        import sqlalchemy as sa
+
+        from doctor_ext.db import models
+        engine = sa.create_engine(self.stack.db.url)
+        try:
+            with engine.connect() as conn:
+                return dict(conn.execute(sa.select(
+                    models.outbox.c.state, sa.func.count()).where(
+                    models.outbox.c.project_id == project).group_by(
+                    models.outbox.c.state)).all())
+        finally:
+            engine.dispose()
+
     def holder(self):
         """A consumer on every loopback address that holds each request."""
         holder = consumer_mod.Consumer(host='0.0.0.0').start()
@@ -209,6 +225,10 @@ class TestTenantBounds(base.FaultTest):
         self.assertGreater(kinds['dropped: queue full'], 0)
         self.assertGreater(kinds['failed'], 0)
         self.assertEqual(GREEDY_VMS * ACTIONS, sum(kinds.values()))
+        # ...and in the outbox: each greedy row given up, with its reason.
+        base.poll(lambda: self.outbox_states('project-b') == {
+            'given_up': GREEDY_VMS * ACTIONS}, 30,
+            'every greedy outbox row given up')
         # Threads: never more than the caps allow, in any process.
         for pid, count in peak.items():
             self.assertLessEqual(count, baseline.get(pid, 0) + THREADS +
