@@ -32,8 +32,8 @@ import socket
 import threading
 import time
 
-from doctor_ext.lab import consumer as consumer_mod
-from doctor_ext.lab import services
+from doctor_ext_lab import consumer as consumer_mod
+from doctor_ext_lab import services
 from tests.faults import base
 
 THREADS = 16
