@@ -31,6 +31,7 @@ hangs): they fire on local state until the recorder's next write succeeds.
 """
 
 import datetime
+import itertools
 import json
 import threading
 import time
@@ -79,6 +80,22 @@ OPTS = [
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
+
+
+def _round_robin_by_project(items):
+    """``(alarm_id, (alarm, ...))`` items, one project at a time in turn.
+
+    The claim chunks follow this order: a tenant with thousands of alarms
+    on a failed host does not push another tenant's few to the last
+    chunks.
+    """
+    groups = {}
+    for item in items:
+        groups.setdefault(item[1][0].project_id, []).append(item)
+    if len(groups) < 2:
+        return [item for group in groups.values() for item in group]
+    return [item for turn in itertools.zip_longest(*groups.values())
+            for item in turn if item is not None]
 
 
 class NotReady(Exception):
@@ -188,7 +205,7 @@ class Engine:
         repeating = self._repeat(repeat)
         # A large host is claimed in chunks, each notified as soon as it is
         # claimed: the first owners hear while the rest is being claimed.
-        pending = list(once.items())
+        pending = _round_robin_by_project(once.items())
         for start in range(0, max(len(pending), 1), CLAIM_CHUNK):
             chunk = dict(pending[start:start + CLAIM_CHUNK])
             extra, repeating = repeating, []

@@ -152,6 +152,23 @@ class EngineTest(base.BaseTestCase):
         self.assertEqual([2, 2, 1], [n for kind, n in steps
                                      if kind == 'claim'])
 
+    def test_a_small_tenant_is_not_claimed_after_a_big_one(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'doctor_ext.evaluator.engine.CLAIM_CHUNK', 2))
+        for i in range(6):
+            self.db.add_alarm(query=doctor_query('vm-%d' % i))
+        small = {self.db.add_alarm(project_id='p2',
+                                   query=doctor_query('vm-s%d' % i))
+                 for i in range(2)}
+        self.load()
+        events = [vm_event('vm-%d' % i) for i in range(6)]
+        events += [vm_event('vm-s%d' % i, 'p2') for i in range(2)]
+        firings = self.engine.evaluate(events)
+        self.assertEqual(8, len(firings))
+        # Claimed (and notified) in the first two chunks of four, not last.
+        self.assertEqual(small, {f.alarm.alarm_id for f in firings[:4]}
+                         & small)
+
     def test_exactly_once_across_two_agents(self):
         ids = [self.db.add_alarm(query=doctor_query('vm-%d' % i))
                for i in range(50)]
