@@ -29,9 +29,9 @@ parent-death signal, so nothing outlives a killed test runner.
 import atexit
 import concurrent.futures
 import ctypes
+import grp
 import os
 import pwd
-import grp
 import shutil
 import signal
 import subprocess
@@ -134,7 +134,7 @@ class RealCloud:
         self._lock = threading.Lock()
         self.flavor_id = None
 
-    # -- paths and URLs -----------------------------------------------------
+    # -- paths and URLs -------------------------------------------------------
     def path(self, *parts):
         return os.path.join(self.workdir, *parts)
 
@@ -157,7 +157,7 @@ class RealCloud:
                 'project_name': project, 'user_domain_name': 'Default',
                 'project_domain_name': 'Default', 'region_name': REGION}
 
-    # -- life cycle ------------------------------------------------------
+    # -- life cycle -----------------------------------------------------------
     def start(self):
         started = time.monotonic()
         try:
@@ -226,7 +226,7 @@ class RealCloud:
         if not os.environ.get('DOCTOR_REALNOVA_KEEP'):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    # -- databases -----------------------------------------------------------
+    # -- databases ------------------------------------------------------------
     def _admin_engine(self):
         return sa.create_engine(MYSQL + '/', isolation_level='AUTOCOMMIT')
 
@@ -324,7 +324,7 @@ class RealCloud:
         _ini(self.path('nova', 'nova-api.conf'), {
             'DEFAULT': {'log_file': self.path('nova-api.log')}})
 
-    # -- steps -----------------------------------------------------------------
+    # -- steps ----------------------------------------------------------------
     def _manage(self, tool, *args):
         log = self.path('%s.out' % tool)
         with open(log, 'ab') as out:
@@ -416,7 +416,7 @@ class RealCloud:
         services.wait_for(warm, deadline - time.monotonic(), 'Keystone',
                           proc.proc, self.path('keystone.log'))
 
-    # -- Keystone contents -----------------------------------------------------
+    # -- Keystone contents ----------------------------------------------------
     def _new_session(self, project):
         auth = v3.Password(auth_url=self.auth_url, username='admin',
                            password=self.password, project_name=project,
@@ -484,7 +484,7 @@ class RealCloud:
                     'service_id': sid, 'interface': interface,
                     'region_id': REGION, 'url': url}})
 
-    # -- Nova ------------------------------------------------------------------
+    # -- Nova -----------------------------------------------------------------
     def nova(self, method, path, json=None, project='admin',
              microversion=MICROVERSION, ok=(200, 201, 202, 204)):
         """A call to nova-api itself, as the admin scoped to ``project``."""

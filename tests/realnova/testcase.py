@@ -46,9 +46,8 @@ class RealNovaTest(base.FunctionalTest):
 
     def make_broker(self):
         # Nova emits on the cloud's vhost: the test's agent reads it there.
-        broker = services.Broker(self.cloud.broker.url, vhost='')
-        broker.vhost = self.cloud.broker.vhost
-        broker.created = False
+        broker = services.Broker(self.cloud.broker.base_url,
+                                 vhost=self.cloud.broker.vhost)
         purge_queues(broker)
         return broker
 
@@ -92,5 +91,8 @@ class RealNovaTest(base.FunctionalTest):
             timeout, '%d servers %s per Nova' % (len(vms), status))
 
     def wait_forced_down(self, host, timeout=30):
-        return base.poll(lambda: self.cloud.service(host)['forced_down'],
-                         timeout, '%s forced down per Nova' % host)
+        def forced_down():
+            svc = self.cloud.service(host)
+            return svc if svc['forced_down'] else None
+        return base.poll(forced_down, timeout,
+                         '%s forced down per Nova' % host)
