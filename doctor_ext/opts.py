@@ -14,6 +14,7 @@ def list_opts():
     from doctor_ext.inspector import maintenance
     from doctor_ext.inspector import report_check
     from doctor_ext.notifier import http
+    from doctor_ext.pipeline import dead_letter
     from doctor_ext.publisher import direct
     return [
         (hook.GROUP, hook.OPTS),
@@ -26,6 +27,7 @@ def list_opts():
                                             sync.OPTS))),
         (http.GROUP, http.list_opts()),
         (leases.GROUP, leases.OPTS),
+        (dead_letter.GROUP, dead_letter.OPTS),
     ]
 
 
