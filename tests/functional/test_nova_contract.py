@@ -153,12 +153,11 @@ class TestContractOnRealNova(NovaContract, oslo_base.BaseTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.cloud = cloud_mod.shared()
+        cls.cloud = testcase.RealNovaTest.cloud = cloud_mod.shared()
+        testcase.RealNovaTest.suite_servers()
 
     def given(self):
         cloud = self.cloud
-        testcase.RealNovaTest.cloud = cloud
-        testcase.RealNovaTest.suite_servers()
         self.notes = Notifications(cloud.broker.url)
         self.addCleanup(self.notes.close)
         self.addCleanup(cloud.restore, self.HOST)

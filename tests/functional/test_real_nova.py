@@ -7,6 +7,7 @@ API, the agent's resource map loaded from Nova's API and kept by Nova's own
 notifications, and the fencing checked in Nova's API afterwards.
 """
 
+import collections
 import time
 
 from doctor_ext.inspector import maintenance
@@ -25,7 +26,7 @@ class TestHostFailureOnRealNova(testcase.RealNovaTest):
         healthy = self.servers_on(self.BYSTANDER)
         self.give_back(self.HOST, self.BYSTANDER)
         alarms = self.doctor_alarms(failing)
-        self.doctor_alarms(healthy)
+        self.doctor_alarms(healthy, path='/healthy')
         self.start_agent()
         # A server built after the agent loaded its map: only Nova's own
         # notifications tell the agent it is on the failing host. Its
@@ -82,14 +83,17 @@ class TestHostFailureOnRealNova(testcase.RealNovaTest):
         # agent after the resets; once a control server's owner hears of a
         # later update, those were all taken, and nobody heard twice.
         control, owner = next(iter(healthy.items()))
-        self.stack.create_doctor_alarm(self.cloud.project_ids[owner],
-                                       control,
-                                       self.consumers[owner].url('/control'))
         self.cloud.reset_state(control, 'error')
-        base.poll(lambda: [r for r in self.consumers[owner].received
-                           if r.path == '/control'], 15,
-                  'the control server\'s owner to hear')
-        self.assertEqual(len(failing), len(failures()))
+        heard = base.poll(lambda: [r for r in self.consumers[owner].received
+                                   if r.path == '/healthy'], 15,
+                          'the control server\'s owner to hear')
+        self.assertEqual([control], [base.instance_of(r) for r in heard])
+        told = collections.Counter(base.instance_of(r) for r in failures())
+        twice = [vm for vm, n in told.items() if n > 1]
+        self.assertEqual([], twice, '\n'.join(
+            line for line in self.agent_log().splitlines()
+            if any(vm in line for vm in twice))[-6000:])
+        self.assertEqual(sorted(failing), sorted(told))
         self.wait_for_log('Host %s fenced: forced down=True' % self.HOST)
 
 

@@ -223,7 +223,9 @@ class RealCloud:
         for name in list(self.databases):
             self._drop_database(name)
         self.broker.stop()
-        if not os.environ.get('DOCTOR_REALNOVA_KEEP'):
+        if os.environ.get('DOCTOR_REALNOVA_KEEP'):
+            self._progress('real Nova\'s files kept in %s' % self.workdir)
+        else:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- databases ------------------------------------------------------------

@@ -10,6 +10,8 @@ emptied before each test, and each test gives back what it changed (a host
 forced down, servers in error) with :meth:`RealCloud.restore`.
 """
 
+import os
+import shutil
 import subprocess
 import threading
 
@@ -43,6 +45,17 @@ class RealNovaTest(base.FunctionalTest):
     def setUpClass(cls):
         super().setUpClass()
         cls.cloud = cloud_mod.shared()
+        # Built here, outside each test's time limit.
+        cls.suite_servers()
+
+    def setUp(self):
+        super().setUp()
+        keep = os.environ.get('DOCTOR_REALNOVA_KEEP')
+        if keep:
+            # The agent's and Aodh's files, for a post-mortem.
+            self.addCleanup(shutil.copytree, self.stack.workdir,
+                            os.path.join(keep, self.id()),
+                            dirs_exist_ok=True)
 
     def make_broker(self):
         # Nova emits on the cloud's vhost: the test's agent reads it there.
