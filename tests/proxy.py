@@ -9,7 +9,7 @@ import selectors
 import socket
 import threading
 
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 
 
 class TcpProxy:

@@ -128,8 +128,8 @@ def statement(event):
     Returns ``(instance_id, Instance)``, ``(instance_id, None)`` for an
     instance deleted, or None when the event names no instance, host or
     owner, or names a host the instance has left
-    (:data:`STALE_HOST_EVENTS`). Uses the traits of our event definitions: instance_id,
-    tenant_id, user_id, host (the instance's compute host, from
+    (:data:`STALE_HOST_EVENTS`). Uses the traits of our event definitions:
+    instance_id, tenant_id, user_id, host (the instance's compute host, from
     payload.host), state.
     """
     traits = event.traits

@@ -18,9 +18,9 @@ import oslo_messaging
 from oslotest import base as oslo_base
 
 from doctor_ext.inspector import fencing
-from doctor_ext.lab import nova as nova_mod
-from doctor_ext.lab import services
 from doctor_ext.monitor import report
+from doctor_ext_lab import nova as nova_mod
+from doctor_ext_lab import services
 from tests.functional import base
 from tests.realnova import cloud as cloud_mod
 from tests.realnova import testcase

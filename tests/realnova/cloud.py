@@ -45,7 +45,7 @@ from keystoneauth1.identity import v3
 from keystoneauth1 import session as ks_session
 import sqlalchemy as sa
 
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 from tests import proxy
 from tests.realnova import install
 from tests.realnova import stubs

@@ -12,7 +12,7 @@ import http.server
 import json
 import threading
 
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 
 IMAGE_ID = '5d7ad6d6-8b0c-4bd5-9d1f-6a8a7d2f0c11'
 IMAGE = {

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import threading
 
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 from tests.functional import base
 from tests.realnova import cloud as cloud_mod
 

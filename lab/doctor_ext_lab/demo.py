@@ -6,10 +6,10 @@ and the ping monitor; creates one Doctor alarm per VM through Aodh's API;
 fails a host carrying ``--vms`` VMs by taking its network link down, and
 prints the Doctor timeline (T00..T09) of the fault, in ms from T00.
 
-``--maintenance`` runs the planned-maintenance scenario instead.
+``--maintenance`` runs the planned-maintenance scenario instead
+(:mod:`.maintenance_demo`; both are started by :mod:`.cli`).
 """
 
-import argparse
 import json
 import os
 import platform
@@ -21,9 +21,8 @@ import sys
 import threading
 import time
 import urllib.parse
-import warnings
 
-from doctor_ext.lab import netns
+from doctor_ext_lab import netns
 
 CHECKPOINTS = [
     ('T00', 'fault injected (host link down)'),
@@ -86,9 +85,9 @@ class Demo:
 
     # -- set-up ------------------------------------------------------------
     def setup(self):
-        from doctor_ext.lab import consumer as consumer_mod
-        from doctor_ext.lab import nova as nova_mod
-        from doctor_ext.lab import services
+        from doctor_ext_lab import consumer as consumer_mod
+        from doctor_ext_lab import nova as nova_mod
+        from doctor_ext_lab import services
 
         a = self.args
         transport = a.transport_url or 'rabbit://guest:guest@127.0.0.1:5672/'
@@ -316,36 +315,6 @@ def print_timeline(result):
     return verdict
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog='doctor-ext-demo',
-                                description=__doc__.split('\n\n')[0])
-    p.add_argument('--vms', type=int, default=10,
-                   help='VMs on the failing host (default 10)')
-    p.add_argument('--projects', type=int, default=3,
-                   help='projects owning them (default 3)')
-    p.add_argument('--transport-url',
-                   help='use this broker as is (default: a vhost of our own '
-                        'on the local RabbitMQ)')
-    p.add_argument('--db-url',
-                   help='Aodh database server (e.g. postgresql://'
-                        'postgres@127.0.0.1/postgres); default: SQLite')
-    p.add_argument('--json', metavar='FILE', help='write the result here')
-    p.add_argument('--maintenance', action='store_true',
-                   help='run the planned-maintenance scenario')
-    p.add_argument('--nova', choices=('double', 'real'), default='double',
-                   help='the Nova double (default, starts in seconds) or '
-                        'real Keystone, Placement and Nova from the '
-                        "repository's tests/realnova (a first run installs "
-                        'them; the cloud takes 70-100 s to start)')
-    p.add_argument('--nova-latency', type=float, default=0.0,
-                   help='modeled latency of each Nova call, in ms')
-    p.add_argument('--ping-interval', type=float, default=0.05)
-    p.add_argument('--misses', type=int, default=3)
-    p.add_argument('--timeout', type=float, default=30.0)
-    p.add_argument('--keep-workdir', action='store_true')
-    return p.parse_args(argv)
-
-
 def run(demo, scenario):
     """Set up ``demo``, run ``scenario()``, tear down.
 
@@ -361,7 +330,7 @@ def run(demo, scenario):
         say('interrupted')
         return None, 130
     except Exception as e:
-        from doctor_ext.lab import services
+        from doctor_ext_lab import services
         if isinstance(e, (DemoError, services.StackError)):
             print('ERROR: %s' % e, file=sys.stderr)
             return None, 2
@@ -370,16 +339,10 @@ def run(demo, scenario):
         demo.teardown()
 
 
-def main(argv=None):
-    # oslo.service warns that eventlet is deprecated when Ceilometer's
-    # modules load: true, but not this command's business.
-    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.maintenance:
-        from doctor_ext.lab import maintenance_demo
-        return maintenance_demo.main(args)
+def main(args):
+    """The fault scenario with the arguments of :mod:`.cli`."""
     if args.nova == 'real':
-        from doctor_ext.lab import real_nova_demo
+        from doctor_ext_lab import real_nova_demo
         demo = real_nova_demo.RealNovaDemo(args)
     else:
         demo = Demo(args)
@@ -392,7 +355,3 @@ def main(argv=None):
             json.dump(result, f, indent=2, sort_keys=True)
         say('wrote %s' % args.json)
     return 0 if verdict == 'PASS' else 1
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """``doctor-ext-demo --nova real``: the Doctor demo on real Nova.
 
-The same scenario as :mod:`doctor_ext.lab.demo`, with real Keystone,
+The same scenario as :mod:`doctor_ext_lab.demo`, with real Keystone,
 Placement and Nova (three computes with the fake virt driver) in place of
 the Nova double: the cloud of the test suites (``tests/realnova`` of the
 repository, so the demo runs from a checkout, as ``tox -e demo`` does). The
@@ -19,8 +19,8 @@ import sys
 import threading
 import time
 
-from doctor_ext.lab import demo as demo_mod
-from doctor_ext.lab import services
+from doctor_ext_lab import demo as demo_mod
+from doctor_ext_lab import services
 
 say = demo_mod.say
 
@@ -85,7 +85,7 @@ class RealNovaDemo(demo_mod.Demo):
         self._fenced_last = False
 
     def setup(self):
-        from doctor_ext.lab import consumer as consumer_mod
+        from doctor_ext_lab import consumer as consumer_mod
 
         a = self.args
         cloud_mod = _cloud_module()
