@@ -212,11 +212,7 @@ class Demo:
         posts = [r for c in self.consumers.values() for r in c.received]
         wrong = [r for p, c in self.consumers.items() for r in c.received
                  if self.vms.get(_instance(r.body)) != p]
-        calls = list(self.nova.calls)
-        resets = [c for c in calls if 'os-resetState' in str(
-            c.get('body', '')) or c['path'].endswith('/action')]
-        forces = [c for c in calls if c['method'] == 'PUT' and
-                  'os-services' in c['path']]
+        last_reset, forced_down = self.nova_times()
 
         def f(key):
             v = fault.get(key)
@@ -225,8 +221,8 @@ class Demo:
             'T00': 0.0,
             'T01': ms(detected),
             'T02': ms(f('found')),
-            'T03': ms(max(c['time'] for c in resets)) if resets else None,
-            'T04': ms(min(c['time'] for c in forces)) if forces else None,
+            'T03': ms(last_reset),
+            'T04': ms(forced_down),
             'T05': ms(f('detected')),
             'T06': ms(f('events')),
             'T07': ms(max(float(x['evaluated']) for x in alarms))
@@ -256,6 +252,16 @@ class Demo:
                         'cpus': os.cpu_count(),
                         'platform': platform.platform()},
         }
+
+    def nova_times(self):
+        """(last reset, force-down): when Nova answered them, or None."""
+        calls = list(self.nova.calls)
+        resets = [c['time'] for c in calls if 'os-resetState' in str(
+            c.get('body', '')) or c['path'].endswith('/action')]
+        forces = [c['time'] for c in calls if c['method'] == 'PUT' and
+                  'os-services' in c['path']]
+        return (max(resets) if resets else None,
+                min(forces) if forces else None)
 
     # -- tear-down ---------------------------------------------------------
     def teardown(self):
@@ -335,7 +341,11 @@ def run(demo, scenario):
 
 def main(args):
     """The fault scenario with the arguments of :mod:`.cli`."""
-    demo = Demo(args)
+    if args.nova == 'real':
+        from doctor_ext_lab import real_nova_demo
+        demo = real_nova_demo.RealNovaDemo(args)
+    else:
+        demo = Demo(args)
     result, code = run(demo, demo.run_fault)
     if code is not None:
         return code

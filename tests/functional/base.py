@@ -41,10 +41,8 @@ class FunctionalTest(base.BaseTestCase):
     def setUp(self):
         super().setUp()
         self.useFixture(fixtures.Timeout(300, gentle=True))
-        self.broker = services.Broker().start()
-        self.addCleanup(self.broker.stop)
-        self.nova = self.useFixture(nova_mod.NovaDoubleFixture(
-            transport_url=self.broker.url)).nova
+        self.broker = self.make_broker()
+        self.nova = self.make_nova()
         self.consumers = {}
         for p in self.PROJECTS:
             self.consumers[p] = self.useFixture(
@@ -57,6 +55,20 @@ class FunctionalTest(base.BaseTestCase):
         self.stack.db.start()
         self.stack.start_aodh()
         self.reporter = self.make_reporter()
+
+    def make_broker(self):
+        """A RabbitMQ vhost of the test's own."""
+        broker = services.Broker().start()
+        self.addCleanup(broker.stop)
+        return broker
+
+    def make_nova(self):
+        """The Nova double, sending its notifications to the test's vhost.
+
+        tests/functional/test_real_nova.py gives real Nova instead.
+        """
+        return self.useFixture(nova_mod.NovaDoubleFixture(
+            transport_url=self.broker.url)).nova
 
     def make_reporter(self, secret=None):
         """The monitor's reporter, signing with the agents' secret."""
