@@ -1,8 +1,8 @@
 """NFVI maintenance: owners warned, host emptied, administrator told.
 
 The administrator puts a compute host into maintenance the way operators
-already do, and the inspector (:mod:`.core`) hands the events to the
-:class:`MaintenanceTracker`:
+already do; the :class:`MaintenanceTracker` follows the changes of the
+inspector's resource map (:class:`.changes.Follower`):
 
 * Nova's versioned ``service.update`` of a ``nova-compute`` service with
   ``disabled=1`` and a ``disabled_reason`` (``openstack compute service set
@@ -14,8 +14,8 @@ already do, and the inspector (:mod:`.core`) hands the events to the
   ``instance_id``, ``tenant_id``, ``host``, ``state=maintenance``,
   ``reason``, ``session_id``, ``window_start``, ``window_end`` when known,
   ``migrate_at`` when a deadline applies);
-* the ``compute.instance.*`` events that keep the resource map current also
-  reach the tracker (:meth:`MaintenanceTracker.follow`): when no instance is
+* the tracker follows the resource map's changes (:mod:`.changes`: an
+  instance arrived on or left a host, a host's state): when no instance is
   left on the host, the administrator is told once with a
   ``maintenance.host.empty`` event in the admin project;
 * optionally, after ``migrate_after`` seconds, Nova is asked to live-migrate
@@ -42,6 +42,7 @@ from oslo_config import cfg
 from oslo_log import log
 
 from doctor_ext.evaluator import events as events_mod
+from doctor_ext.inspector import changes
 from doctor_ext.inspector import maintenance_state as state_mod
 from doctor_ext.inspector import resource_map
 
@@ -111,7 +112,7 @@ def _flag(value):
     return str(value).strip().lower() in ('1', 'true', 'yes')
 
 
-class MaintenanceTracker:
+class MaintenanceTracker(changes.Follower):
     """Hosts in maintenance: who to warn, what is left, when to say so.
 
     :param engine: the evaluator (``evaluate(events, received=...)``).
@@ -196,7 +197,7 @@ class MaintenanceTracker:
                 for r in records]
 
     # -- events ------------------------------------------------------------
-    def handle(self, event, received=None):
+    def host_state(self, event, received=None):
         """A service.update or maintenance.host(.end) event.
 
         Returns the :class:`HostMaintenance` started or ended, else None.
@@ -251,29 +252,22 @@ class MaintenanceTracker:
         return self.enter(host, reason, 'service.update',
                           project=event.project, received=received)
 
-    @property
-    def active(self):
+    # -- the map's changes (changes.Follower) ------------------------------
+    def watching(self):
         """True while a host is in maintenance (instance moves matter)."""
         return bool(self._hosts)
 
-    def follow(self, event, left):
-        """An instance event applied to the map; ``left`` its host before.
+    def arrived(self, host, instance_id):
+        """Warn the owner of an instance arrived on a host in maintenance."""
+        if host in self._hosts:
+            self._arrived(host, instance_id)
+            self._check_empty(host)
 
-        Tells the administrator when it emptied a host in maintenance, and
-        the owner when its instance arrived on one.
-        """
-        if not self._hosts:
-            return
-        instance_id = event.traits.get('instance_id')
-        now_on = self.map.host_of(instance_id) if instance_id else None
-        if left == now_on:
-            return
-        if now_on is not None and now_on in self._hosts:
-            self._arrived(now_on, instance_id)
-            self._check_empty(now_on)
-        if left is not None and left in self._hosts:
-            self._save(left)
-            self._check_empty(left)
+    def left(self, host, instance_id):
+        """Tell the administrator when the last instance left the host."""
+        if host in self._hosts:
+            self._save(host)
+            self._check_empty(host)
 
     # -- entering ------------------------------------------------------------
     def enter(self, host, reason, source, session_id=None, project=None,

@@ -205,7 +205,7 @@ class TestEnter(MaintenanceTestCase):
             events.make_event('service.update', {'host': 'compute-1'}),
         ]
         for event in cases:
-            self.assertIsNone(self.tracker.handle(event))
+            self.assertIsNone(self.tracker.host_state(event))
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         self.assertEqual([], self.engine.events)
 
