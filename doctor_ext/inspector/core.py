@@ -38,6 +38,7 @@ import time
 
 from oslo_config import cfg
 from oslo_log import log
+from oslo_utils import strutils
 
 from doctor_ext.db import leases
 from doctor_ext.evaluator import store as store_mod
@@ -98,10 +99,6 @@ OPTS = [
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
-
-
-def _truthy(value):
-    return str(value).lower() in ('true', '1', 'yes')
 
 
 class Inspector:
@@ -198,8 +195,8 @@ class Inspector:
                       event.message_id)
             return None
         if etype == 'service.update':
-            if not _truthy(event.traits.get('forced_down')):
-                if not _truthy(event.traits.get('disabled')):
+            if not strutils.bool_from_string(event.traits.get('forced_down')):
+                if not strutils.bool_from_string(event.traits.get('disabled')):
                     self.faults.recovered(event)
                 return None
         return self.faults.fault(host, event, received)

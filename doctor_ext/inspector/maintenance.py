@@ -40,9 +40,11 @@ import time
 
 from oslo_config import cfg
 from oslo_log import log
+from oslo_utils import strutils
 
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.inspector import changes
+from doctor_ext.inspector import fencing
 from doctor_ext.inspector import maintenance_state as state_mod
 from doctor_ext.inspector import resource_map
 
@@ -92,7 +94,6 @@ OPTS = [
                      '(entered, empty, migrate, complete) with its times.'),
 ]
 
-NOVA_COMPUTE = 'nova-compute'
 OWNER_EVENT = 'compute.instance.maintenance'
 HOST_EMPTY_EVENT = 'maintenance.host.empty'
 HOST_COMPLETE_EVENT = 'maintenance.host.complete'
@@ -106,10 +107,6 @@ SOURCE = 'doctor-ext'
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
-
-
-def _flag(value):
-    return str(value).strip().lower() in ('1', 'true', 'yes')
 
 
 class MaintenanceTracker(changes.Follower):
@@ -227,16 +224,17 @@ class MaintenanceTracker(changes.Follower):
     def _service_update(self, event, received):
         traits = event.traits
         host = traits.get('host')
-        if not host or traits.get('binary', NOVA_COMPUTE) != NOVA_COMPUTE:
+        if not host or traits.get('binary', fencing.NOVA_COMPUTE) != \
+                fencing.NOVA_COMPUTE:
             return None
         if traits.get('disabled') is None:
             return None
-        if not _flag(traits['disabled']):
+        if not strutils.bool_from_string(traits['disabled']):
             if host in self._hosts:
                 return self.end(host, 'nova-compute service enabled',
                                 received)
             return None
-        if _flag(traits.get('forced_down')):
+        if strutils.bool_from_string(traits.get('forced_down')):
             return None     # a fault: the inspector's business
         reason = str(traits.get('disabled_reason') or '').strip()
         if not reason or reason == 'None':

@@ -29,7 +29,6 @@ import collections
 import concurrent.futures
 import http.client
 import json
-import logging
 import random
 import ssl
 import threading
@@ -251,7 +250,7 @@ class HttpNotifier:
                 LOG.info('Notified alarm %(alarm_id)s at %(url)s after '
                          '%(attempts)d attempts (%(ms).1f ms)',
                          self._log_args(delivery))
-            elif LOG.isEnabledFor(logging.DEBUG):
+            elif LOG.isEnabledFor(log.DEBUG):
                 LOG.debug('Notified alarm %(alarm_id)s at %(url)s: '
                           '%(status)s (%(ms).1f ms)', self._log_args(delivery))
         elif delivery.outcome == models.REFUSED:
