@@ -24,19 +24,20 @@ SOURCES = {'doctor_ext': ROOT, 'doctor_ext_lab': os.path.join(ROOT, 'lab')}
 # Which packages (or top-level modules) of doctor_ext each one may import.
 # The flow: monitor -> (bus) -> pipeline -> inspector -> evaluator ->
 # notifier; the publisher hands events to the evaluator (and host reports
-# through the inspector's gate); db and broker serve them; cmd and opts
-# sit on top.
+# through the inspector's gate); db, broker and retry serve them; cmd and
+# opts sit on top.
 ALLOWED = {
     'monitor': set(),
     'data': set(),
     'db': set(),
     'broker': set(),
-    'notifier': set(),
+    'retry': set(),
+    'notifier': {'retry'},
     'pipeline': {'broker'},
-    'evaluator': {'broker', 'db', 'notifier'},
+    'evaluator': {'broker', 'db', 'notifier', 'retry'},
     # monitor: the inspector verifies the reports the monitor signs
     # (monitor.signing).
-    'inspector': {'db', 'evaluator', 'monitor'},
+    'inspector': {'db', 'evaluator', 'monitor', 'retry'},
     'publisher': {'evaluator', 'inspector'},
     'cmd': {'db', 'evaluator', 'inspector', 'monitor'},
     'opts': {'db', 'evaluator', 'inspector', 'monitor', 'notifier',
