@@ -334,7 +334,7 @@ class Bench:
                     lost[name] += 1
                     continue
                 got = [r for r in self.received(path)
-                       if _instance(r.body) == vm]
+                       if consumer_mod.instance_of(r.body) == vm]
                 if got:
                     lat[name].append(got[0].time - sent)
         out = {}
@@ -388,7 +388,7 @@ class Bench:
         ok = self.wait_path(path, len(vms), self.args.timeout)
         got = self.received(path)
         times = sorted(r.time for r in got)
-        unique = {_instance(r.body) for r in got}
+        unique = {consumer_mod.instance_of(r.body) for r in got}
         result = {'vms': len(vms), 'notified': len(unique),
                   'lost': len(vms) - len(unique),
                   'duplicates': len(got) - len(unique),
@@ -455,7 +455,7 @@ class Bench:
                     if not self.wait_path(path, i + 1, a.timeout):
                         break
                     got = [r for r in self.received(path)
-                           if _instance(r.body) == vm]
+                           if consumer_mod.instance_of(r.body) == vm]
                     if not got:
                         continue
                     if first is None:
@@ -550,7 +550,7 @@ class Bench:
             sent = time.time()
             self.wait_path(path, a.burst, a.burst_timeout)
             got = self.received(path)
-            unique = {_instance(r.body) for r in got}
+            unique = {consumer_mod.instance_of(r.body) for r in got}
             last = max((r.time for r in got), default=None)
             dur = (last - start) if last else None
             row[name] = {
@@ -671,16 +671,6 @@ class Bench:
                 say('stopping %s: %s' % (side.name, e))
         for c in self.consumers:
             c.stop()
-
-
-def _instance(body):
-    try:
-        for name, _, value in body['reason_data']['event']['traits']:
-            if name == 'instance_id':
-                return value
-    except (KeyError, TypeError, ValueError):
-        pass
-    return None
 
 
 def parse_args(argv):

@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.parse
 
+from doctor_ext_lab import consumer as consumer_mod
 from doctor_ext_lab import netns
 
 CHECKPOINTS = [
@@ -85,7 +86,6 @@ class Demo:
 
     # -- set-up ------------------------------------------------------------
     def setup(self):
-        from doctor_ext_lab import consumer as consumer_mod
         from doctor_ext_lab import nova as nova_mod
         from doctor_ext_lab import services
 
@@ -211,7 +211,7 @@ class Demo:
             detected = t00
         posts = [r for c in self.consumers.values() for r in c.received]
         wrong = [r for p, c in self.consumers.items() for r in c.received
-                 if self.vms.get(_instance(r.body)) != p]
+                 if self.vms.get(consumer_mod.instance_of(r.body)) != p]
         last_reset, forced_down = self.nova_times()
 
         def f(key):
@@ -239,7 +239,8 @@ class Demo:
             'expected': expected,
             'wrong_project': len(wrong),
             'bystanders_notified': sum(
-                1 for r in posts if _instance(r.body) in self.bystanders),
+                1 for r in posts
+                if consumer_mod.instance_of(r.body) in self.bystanders),
             'fenced': bool(self._fenced()),
             'notification_time_ms': round((last - detected) * 1000.0, 2)
             if last else None,
@@ -280,16 +281,6 @@ class Demo:
                 self.stack.cleanup()
         if self.nova is not None:
             self.nova.stop()
-
-
-def _instance(body):
-    try:
-        for name, _, value in body['reason_data']['event']['traits']:
-            if name == 'instance_id':
-                return value
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None
 
 
 def print_timeline(result):

@@ -26,10 +26,7 @@ poll = doctor_fixtures.poll
 
 
 def instance_of(received):
-    for name, _, value in received.body['reason_data']['event']['traits']:
-        if name == 'instance_id':
-            return value
-    return None
+    return consumer_mod.instance_of(received.body)
 
 
 class FunctionalTest(base.BaseTestCase):
