@@ -31,6 +31,7 @@ hangs): they fire on local state until the recorder's next write succeeds.
 """
 
 import datetime
+import itertools
 import json
 import threading
 import time
@@ -81,6 +82,22 @@ def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
 
+def _round_robin_by_project(items):
+    """``(alarm_id, (alarm, ...))`` items, one project at a time in turn.
+
+    The claim chunks follow this order: a tenant with thousands of alarms
+    on a failed host does not push another tenant's few to the last
+    chunks.
+    """
+    groups = {}
+    for item in items:
+        groups.setdefault(item[1][0].project_id, []).append(item)
+    if len(groups) < 2:
+        return [item for group in groups.values() for item in group]
+    return [item for turn in itertools.zip_longest(*groups.values())
+            for item in turn if item is not None]
+
+
 class NotReady(Exception):
     """The alarms are not loaded yet; the event should be retried."""
 
@@ -119,8 +136,10 @@ class Engine:
         self.index = index
         self.store = store
         self._notifier = notifier
-        self.recorder = recorder or recorder_mod.Recorder(
-            db_api.background(store))
+        self.recorder = recorder or recorder_mod.build(
+            conf, db_api.background(store))
+        # Aodh's [DEFAULT] record_history: False, no history rows.
+        self.record_history = recorder_mod.history_enabled(conf)
         self.sync = sync
         self.claims = claims_mod.ClaimGroup()
         state = conf[leases.GROUP]
@@ -186,7 +205,7 @@ class Engine:
         repeating = self._repeat(repeat)
         # A large host is claimed in chunks, each notified as soon as it is
         # claimed: the first owners hear while the rest is being claimed.
-        pending = list(once.items())
+        pending = _round_robin_by_project(once.items())
         for start in range(0, max(len(pending), 1), CLAIM_CHUNK):
             chunk = dict(pending[start:start + CLAIM_CHUNK])
             extra, repeating = repeating, []
@@ -216,7 +235,7 @@ class Engine:
                 # Queued before the history row: written with or before it.
                 self.recorder.state(firing.alarm.alarm_id, firing.reason)
                 firing.alarm.state = rules.ALARM
-            if not firing.recorded:
+            if not firing.recorded and self.record_history:
                 # Not written with the claim (the database was down): the
                 # recorder writes it when it is back.
                 self.recorder.history(self._change(firing, now))
@@ -245,7 +264,8 @@ class Engine:
         notes = {f: self._owed(f) for f in candidates + list(repeating)}
         owed_rows = [row for pairs in notes.values() for _, row in pairs]
         now = timeutils.utcnow()
-        changes = [self._change(f, now) for f in notes]
+        changes = ([self._change(f, now) for f in notes]
+                   if self.record_history else [])
         deferred = False
         down = self._db_down
         if down is not None and down == getattr(self.recorder, 'written',

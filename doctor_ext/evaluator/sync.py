@@ -24,6 +24,7 @@ from doctor_ext import broker
 from doctor_ext.evaluator import rules
 from doctor_ext.evaluator import store as store_mod
 from doctor_ext.evaluator import subscription
+from doctor_ext import retry
 
 LOG = log.getLogger(__name__)
 
@@ -197,22 +198,16 @@ class AlarmSync:
             self.load_all()
 
     def _run(self):
-        delay = 0.2
-        while not self._stop.is_set():
-            try:
-                count = self.load_all()
-            except store_mod.StoreUnavailable as e:
-                LOG.warning('Cannot load event alarms yet, retrying in '
-                            '%.1f s: %s', delay, e)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self._conf.load_retry_max)
-                continue
+        count = retry.until_done(
+            self.load_all, 'Cannot load event alarms yet', self._stop,
+            first=0.2, most=self._conf.load_retry_max,
+            retry_on=store_mod.StoreUnavailable)
+        if count is not None:
             LOG.info('Loaded %d event alarm(s) from Aodh', count)
             if self._conf.gc_freeze:
                 gc.collect()
                 gc.freeze()
             self.loaded.set()
-            break
         try:
             self._start_listener()
         except Exception as e:

@@ -29,18 +29,20 @@ gets them. A fault whose instances cannot be known yet stays ``resolving``
 and is retried with backoff, with an error logged at every try. Open faults
 whose agent died are taken over by the sweep of any live agent. Which
 faults fence follows the operator policy below. ``compute.instance.*``
-events keep the instance map current. Host maintenance (a compute service
-disabled with a reason, ``maintenance.host``) is followed by
-:mod:`.maintenance`.
+events keep the instance map current; host maintenance (a compute service
+disabled with a reason, ``maintenance.host``, :mod:`.maintenance`) follows
+the map's changes through :mod:`.changes`.
 """
 
 import time
 
 from oslo_config import cfg
 from oslo_log import log
+from oslo_utils import strutils
 
 from doctor_ext.db import leases
 from doctor_ext.evaluator import store as store_mod
+from doctor_ext.inspector import changes
 from doctor_ext.inspector import faults as faults_mod
 from doctor_ext.inspector import instances as instances_mod
 from doctor_ext.inspector import journal as journal_mod
@@ -99,10 +101,6 @@ def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
 
-def _truthy(value):
-    return str(value).lower() in ('true', '1', 'yes')
-
-
 class Inspector:
     """The inspector proper; :mod:`.hook` is its pipeline face."""
 
@@ -122,8 +120,11 @@ class Inspector:
         self.faults = faults_mod.FaultWork(self._opts, engine, fencer,
                                            self.journal,
                                            self.loader.instances_of)
+        # Host maintenance follows the map's changes (changes.Follower).
         self.maintenance = maintenance.MaintenanceTracker(
             conf, engine, self.map, fencer)
+        self.feed = changes.MapFeed(self.map)
+        self.feed.add(self.maintenance)
 
     @property
     def engine(self):
@@ -167,14 +168,10 @@ class Inspector:
         etype = event.event_type
         if etype.startswith('compute.instance.'):
             try:
-                # Where it was matters only to a host in maintenance.
-                left = (self.map.host_of(event.traits.get('instance_id'))
-                        if self.maintenance.active else None)
-                self.map.apply(event)
+                self.feed.apply(event)
             except store_mod.BadRecord as e:
                 LOG.error('Instance map not updated from %s %s: %s', etype,
                           event.message_id, e)
-                return None
             except store_mod.StoreUnavailable as e:
                 # The evaluator still tells the owners about this event;
                 # the map catches up from Nova once the database is back.
@@ -182,12 +179,11 @@ class Inspector:
                             'is reloaded from Nova when the database is '
                             'back): %s', etype, event.message_id, e)
                 self.loader.resync_soon()
-                return None
-            self.maintenance.follow(event, left)
             return None
-        # Host maintenance (service disabled with a reason, enabled again;
-        # maintenance.host/.end); fault handling below is unchanged.
-        self.maintenance.handle(event, received)
+        # A host's state (service disabled with a reason, enabled again;
+        # maintenance.host/.end) to those who follow the map's changes;
+        # fault handling below is unchanged.
+        self.feed.host_state(event, received)
         if etype in self._opts.recovery_event_types:
             self.faults.recovered(event)
             return None
@@ -199,8 +195,8 @@ class Inspector:
                       event.message_id)
             return None
         if etype == 'service.update':
-            if not _truthy(event.traits.get('forced_down')):
-                if not _truthy(event.traits.get('disabled')):
+            if not strutils.bool_from_string(event.traits.get('forced_down')):
+                if not strutils.bool_from_string(event.traits.get('disabled')):
                     self.faults.recovered(event)
                 return None
         return self.faults.fault(host, event, received)

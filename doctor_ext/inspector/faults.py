@@ -21,6 +21,7 @@ from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import resource_map
+from doctor_ext import retry as retry_mod
 
 LOG = log.getLogger(__name__)
 
@@ -235,7 +236,8 @@ class FaultWork:
         record = fault.record
         instances = self._instances_of(record.host)
         if instances is None:
-            retry = min(2.0 ** (record.attempts or 0), RESOLVE_RETRY_MAX)
+            retry = retry_mod.backoff((record.attempts or 0) + 1, 1.0,
+                                      RESOLVE_RETRY_MAX)
             LOG.error('Host %s fault (%s) is NOT handled yet: its instances '
                       'cannot be found; owners are not notified. Retry %d '
                       'in %.0f s', record.host, record.cause,

@@ -1,8 +1,8 @@
 """NFVI maintenance: owners warned, host emptied, administrator told.
 
 The administrator puts a compute host into maintenance the way operators
-already do, and the inspector (:mod:`.core`) hands the events to the
-:class:`MaintenanceTracker`:
+already do; the :class:`MaintenanceTracker` follows the changes of the
+inspector's resource map (:class:`.changes.Follower`):
 
 * Nova's versioned ``service.update`` of a ``nova-compute`` service with
   ``disabled=1`` and a ``disabled_reason`` (``openstack compute service set
@@ -14,8 +14,8 @@ already do, and the inspector (:mod:`.core`) hands the events to the
   ``instance_id``, ``tenant_id``, ``host``, ``state=maintenance``,
   ``reason``, ``session_id``, ``window_start``, ``window_end`` when known,
   ``migrate_at`` when a deadline applies);
-* the ``compute.instance.*`` events that keep the resource map current also
-  reach the tracker (:meth:`MaintenanceTracker.follow`): when no instance is
+* the tracker follows the resource map's changes (:mod:`.changes`: an
+  instance arrived on or left a host, a host's state): when no instance is
   left on the host, the administrator is told once with a
   ``maintenance.host.empty`` event in the admin project;
 * optionally, after ``migrate_after`` seconds, Nova is asked to live-migrate
@@ -31,6 +31,15 @@ restored when the agent restarts). ``doctor-maintenance-status``
 (:mod:`doctor_ext.cmd.maintenance_status`, also ``python -m
 doctor_ext.inspector.maintenance [--config-file FILE] [--json] [HOST...]``)
 reads those files.
+
+Contract: in, the resource map's changes (:class:`.changes.Follower`); out,
+events handed to the evaluator, live-migration requests to Nova
+(:mod:`.maintenance_migration`), the state files
+(:mod:`.maintenance_state`). About 500 lines, with its options: the steps
+of one host's maintenance (enter, late arrivals, empty, end, the periodic
+check, saving) share one lock and one record; the parts without state of
+their own are in :mod:`.maintenance_events`, :mod:`.maintenance_migration`
+and :mod:`.maintenance_state`.
 """
 
 import re
@@ -40,8 +49,12 @@ import time
 
 from oslo_config import cfg
 from oslo_log import log
+from oslo_utils import strutils
 
-from doctor_ext.evaluator import events as events_mod
+from doctor_ext.inspector import changes
+from doctor_ext.inspector import fencing
+from doctor_ext.inspector import maintenance_events as mevents
+from doctor_ext.inspector import maintenance_migration
 from doctor_ext.inspector import maintenance_state as state_mod
 from doctor_ext.inspector import resource_map
 
@@ -91,27 +104,12 @@ OPTS = [
                      '(entered, empty, migrate, complete) with its times.'),
 ]
 
-NOVA_COMPUTE = 'nova-compute'
-OWNER_EVENT = 'compute.instance.maintenance'
-HOST_EMPTY_EVENT = 'maintenance.host.empty'
-HOST_COMPLETE_EVENT = 'maintenance.host.complete'
-IN_MAINTENANCE = state_mod.IN_MAINTENANCE
-COMPLETE = 'maintenance_complete'
-START_EVENTS = ('maintenance.host',)
-END_EVENTS = ('maintenance.host.end',)
-END_STATES = ('MAINTENANCE_COMPLETE',)
-SOURCE = 'doctor-ext'
-
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
 
-def _flag(value):
-    return str(value).strip().lower() in ('1', 'true', 'yes')
-
-
-class MaintenanceTracker:
+class MaintenanceTracker(changes.Follower):
     """Hosts in maintenance: who to warn, what is left, when to say so.
 
     :param engine: the evaluator (``evaluate(events, received=...)``).
@@ -135,6 +133,8 @@ class MaintenanceTracker:
         self._ignored = [re.compile(r) for r in
                          self._opts.ignore_disabled_reasons if r]
         self._files = None
+        self.migrations = maintenance_migration.Migrations(self._opts,
+                                                           fencer)
 
     # -- life cycle --------------------------------------------------------
     def start(self):
@@ -166,14 +166,9 @@ class MaintenanceTracker:
         with self._lock:
             records = list(self._hosts.values())
         for rec in records:
-            if not rec.ready:
-                continue
-            for inst in self.map.on_host(rec.host):
-                if inst.instance_id in rec.migrations:
-                    continue
-                at = self._deadline(rec, inst.project_id)
-                if at is not None:
-                    wait = min(wait, max(at - now, 0.0) + 0.01)
+            if rec.ready:
+                wait = self.migrations.next_wait(
+                    rec, self.map.on_host(rec.host), wait, now)
         return wait
 
     # -- the Python API ------------------------------------------------------
@@ -196,7 +191,7 @@ class MaintenanceTracker:
                 for r in records]
 
     # -- events ------------------------------------------------------------
-    def handle(self, event, received=None):
+    def host_state(self, event, received=None):
         """A service.update or maintenance.host(.end) event.
 
         Returns the :class:`HostMaintenance` started or ended, else None.
@@ -207,15 +202,15 @@ class MaintenanceTracker:
         traits = event.traits
         if etype == 'service.update':
             return self._service_update(event, received)
-        if etype not in START_EVENTS + END_EVENTS:
+        if etype not in mevents.START_EVENTS + mevents.END_EVENTS:
             return None
         host = traits.get('host') or traits.get('hostname')
         if not host:
             LOG.error('Ignoring %s event %s: it names no host', etype,
                       event.message_id)
             return None
-        if etype in END_EVENTS or str(
-                traits.get('state') or '').upper() in END_STATES:
+        if etype in mevents.END_EVENTS or str(
+                traits.get('state') or '').upper() in mevents.END_STATES:
             return self.end(host, etype, received)
         return self.enter(
             host, traits.get('reason') or 'planned maintenance', etype,
@@ -226,16 +221,17 @@ class MaintenanceTracker:
     def _service_update(self, event, received):
         traits = event.traits
         host = traits.get('host')
-        if not host or traits.get('binary', NOVA_COMPUTE) != NOVA_COMPUTE:
+        if not host or traits.get('binary', fencing.NOVA_COMPUTE) != \
+                fencing.NOVA_COMPUTE:
             return None
         if traits.get('disabled') is None:
             return None
-        if not _flag(traits['disabled']):
+        if not strutils.bool_from_string(traits['disabled']):
             if host in self._hosts:
                 return self.end(host, 'nova-compute service enabled',
                                 received)
             return None
-        if _flag(traits.get('forced_down')):
+        if strutils.bool_from_string(traits.get('forced_down')):
             return None     # a fault: the inspector's business
         reason = str(traits.get('disabled_reason') or '').strip()
         if not reason or reason == 'None':
@@ -251,29 +247,22 @@ class MaintenanceTracker:
         return self.enter(host, reason, 'service.update',
                           project=event.project, received=received)
 
-    @property
-    def active(self):
+    # -- the map's changes (changes.Follower) ------------------------------
+    def watching(self):
         """True while a host is in maintenance (instance moves matter)."""
         return bool(self._hosts)
 
-    def follow(self, event, left):
-        """An instance event applied to the map; ``left`` its host before.
+    def arrived(self, host, instance_id):
+        """Warn the owner of an instance arrived on a host in maintenance."""
+        if host in self._hosts:
+            self._arrived(host, instance_id)
+            self._check_empty(host)
 
-        Tells the administrator when it emptied a host in maintenance, and
-        the owner when its instance arrived on one.
-        """
-        if not self._hosts:
-            return
-        instance_id = event.traits.get('instance_id')
-        now_on = self.map.host_of(instance_id) if instance_id else None
-        if left == now_on:
-            return
-        if now_on is not None and now_on in self._hosts:
-            self._arrived(now_on, instance_id)
-            self._check_empty(now_on)
-        if left is not None and left in self._hosts:
-            self._save(left)
-            self._check_empty(left)
+    def left(self, host, instance_id):
+        """Tell the administrator when the last instance left the host."""
+        if host in self._hosts:
+            self._save(host)
+            self._check_empty(host)
 
     # -- entering ------------------------------------------------------------
     def enter(self, host, reason, source, session_id=None, project=None,
@@ -297,7 +286,7 @@ class MaintenanceTracker:
         rec.times['found'] = time.time()
         try:
             self.engine.evaluate(
-                [self._owner_event(rec, i, IN_MAINTENANCE)
+                [self._owner_event(rec, i, mevents.IN_MAINTENANCE)
                  for i in instances], received=received)
         except Exception:
             LOG.exception('Warning the owners of host %s failed', host)
@@ -323,34 +312,11 @@ class MaintenanceTracker:
             return []
         return resource_map.ask_nova(self.fencer, host)
 
-    def _deadline(self, rec, project):
-        seconds = self._opts.project_migrate_after.get(project)
-        try:
-            seconds = float(seconds if seconds is not None
-                            else self._opts.migrate_after)
-        except ValueError:
-            seconds = self._opts.migrate_after
-        if seconds <= 0:
-            return None
-        return rec.started + seconds
-
     def _owner_event(self, rec, inst, state):
         at = None
-        if state == IN_MAINTENANCE:
-            at = self._deadline(rec, inst.project_id)
-        return events_mod.make_event(OWNER_EVENT, {
-            'instance_id': inst.instance_id,
-            'tenant_id': inst.project_id,
-            'user_id': inst.user_id,
-            'host': rec.host,
-            'state': state,
-            'reason': rec.reason,
-            'session_id': rec.session_id,
-            'window_start': rec.window_start,
-            'window_end': rec.window_end,
-            'migrate_at': state_mod.utc(at) if at is not None else None,
-            'source': SOURCE,
-        })
+        if state == mevents.IN_MAINTENANCE:
+            at = self.migrations.deadline(rec, inst.project_id)
+        return mevents.owner_event(rec, inst, state, at)
 
     def _arrived(self, host, instance_id):
         rec = self._hosts.get(host)
@@ -379,8 +345,9 @@ class MaintenanceTracker:
                                                    i.project_id)
                               for i in new))
         try:
-            self.engine.evaluate([self._owner_event(rec, i, IN_MAINTENANCE)
-                                  for i in new])
+            self.engine.evaluate([
+                self._owner_event(rec, i, mevents.IN_MAINTENANCE)
+                for i in new])
         except Exception:
             LOG.exception('Warning the owners of %d instance(s) on host %s '
                           'failed; retried at the next check', len(new),
@@ -419,8 +386,9 @@ class MaintenanceTracker:
                  % GROUP)
         if admin:
             try:
-                self.engine.evaluate([self._admin_event(
-                    rec, HOST_EMPTY_EVENT, 'empty', admin, remaining=0)],
+                self.engine.evaluate([mevents.admin_event(
+                    rec, mevents.HOST_EMPTY_EVENT, 'empty', admin,
+                    remaining=0)],
                     received=detected)
             except Exception:
                 LOG.exception('Telling the administrator that host %s is '
@@ -439,22 +407,6 @@ class MaintenanceTracker:
     def _admin_project(self, rec):
         return self._opts.admin_project_id or rec.project or None
 
-    def _admin_event(self, rec, event_type, state, admin, remaining):
-        return events_mod.make_event(event_type, {
-            'host': rec.host,
-            'tenant_id': admin,
-            'project_id': admin,
-            'state': state,
-            'reason': rec.reason,
-            'session_id': rec.session_id,
-            'window_start': rec.window_start,
-            'window_end': rec.window_end,
-            'instances': len(rec.owners),
-            'projects': len(set(rec.owners.values())),
-            'remaining': remaining,
-            'source': SOURCE,
-        })
-
     # -- ending ------------------------------------------------------------
     def end(self, host, cause, received=None):
         """End the maintenance of ``host``; tell the admin, the owners left."""
@@ -467,11 +419,12 @@ class MaintenanceTracker:
             return None
         remaining = self.map.on_host(host)
         admin = self._admin_project(rec)
-        events = [self._owner_event(rec, i, COMPLETE) for i in remaining]
+        events = [self._owner_event(rec, i, mevents.COMPLETE)
+                  for i in remaining]
         if admin:
-            events.append(self._admin_event(rec, HOST_COMPLETE_EVENT,
-                                            'complete', admin,
-                                            remaining=len(remaining)))
+            events.append(mevents.admin_event(
+                rec, mevents.HOST_COMPLETE_EVENT, 'complete', admin,
+                remaining=len(remaining)))
         self.engine.evaluate(events, received=received)   # raises: retried
         with self._lock:
             if self._hosts.get(host) is not rec:
@@ -505,13 +458,7 @@ class MaintenanceTracker:
 
     def _migrate_due(self, rec):
         now = time.time()
-        due = []
-        for inst in self.map.on_host(rec.host):
-            if inst.instance_id in rec.migrations:
-                continue
-            at = self._deadline(rec, inst.project_id)
-            if at is not None and at <= now:
-                due.append(inst)
+        due = self.migrations.due(rec, self.map.on_host(rec.host), now)
         if not due:
             return
         with self._lock:
@@ -520,32 +467,12 @@ class MaintenanceTracker:
             for inst in due:
                 rec.migrations[inst.instance_id] = 'requested'
             rec.migration_requested = rec.migration_requested or now
-        ids = [i.instance_id for i in due]
-        LOG.warning('Host %s: maintenance deadline passed; asking Nova to '
-                    'live-migrate the %d instance(s) of %d project(s) still '
-                    'on it: %s', rec.host, len(ids),
-                    len({i.project_id for i in due}), ', '.join(ids))
-        if self.fencer is None or not hasattr(self.fencer, 'live_migrate'):
-            results = {i: 'no Nova client to live-migrate with'
-                       for i in ids}
-        else:
-            try:
-                results = self.fencer.live_migrate(ids)
-            except Exception as e:
-                results = {i: 'live migration failed: %s' % e for i in ids}
+        results = self.migrations.request(rec.host, due)
         rec.migrations.update(results)
-        failed = {k: v for k, v in results.items() if v != 'ok'}
-        if failed:
-            LOG.error('Host %s: Nova refused to live-migrate %d of %d '
-                      'instance(s); the administrator must move them: %s',
-                      rec.host, len(failed), len(ids),
-                      '; '.join('%s: %s' % kv for kv in sorted(
-                          failed.items())))
-        LOG.info('Host %s: Nova accepted the live migration of %d of %d '
-                 'instance(s)', rec.host, len(ids) - len(failed), len(ids))
         rec.times['migrate_requested'] = now
         self._timeline(rec, 'migrate', requested=now, done=time.time(),
-                       instances=len(ids), failed=len(failed))
+                       instances=len(due),
+                       failed=sum(1 for v in results.values() if v != 'ok'))
         self._save(rec.host, force=True)
 
     # -- state files ---------------------------------------------------------

@@ -15,6 +15,7 @@ from oslo_log import log
 from doctor_ext.db import api as db_api
 from doctor_ext.inspector import instances as instances_mod
 from doctor_ext.inspector import resource_map
+from doctor_ext import retry
 
 LOG = log.getLogger(__name__)
 
@@ -53,24 +54,20 @@ class MapLoader:
         """Reload from Nova now: instance events were missed."""
         self._resync_soon.set()
 
+    def _load(self):
+        listed_at = db_api.utcnow()
+        servers = self.fencer.all_servers()
+        self.map.replace_all([resource_map.Instance(
+            s.id, s.project_id, s.user_id, s.host, s.status)
+            for s in servers], **self._as_of(listed_at))
+        return True
+
     def _load_map(self):
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                listed_at = db_api.utcnow()
-                servers = self.fencer.all_servers()
-                self.map.replace_all([resource_map.Instance(
-                    s.id, s.project_id, s.user_id, s.host, s.status)
-                    for s in servers], **self._as_of(listed_at))
-            except Exception as e:
-                LOG.warning('Cannot load the instance map from Nova yet, '
-                            'retrying in %.1f s: %s', delay, e)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
-                continue
+        while retry.until_done(
+                self._load, 'Cannot load the instance map from Nova yet',
+                self._stop, first=0.5, most=30.0):
             LOG.info('Instance map loaded from Nova: %d instance(s) on %d '
                      'host(s)', len(self.map), len(self.map.hosts()))
-            delay = 0.5
             interval = self._opts.resource_map_resync_interval
             self._resync_soon.wait(interval or None)
             if self._stop.is_set():

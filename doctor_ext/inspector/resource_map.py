@@ -13,6 +13,11 @@ from oslo_log import log
 LOG = log.getLogger(__name__)
 
 DELETED_STATES = ('deleted', 'soft-delete', 'soft_deleted')
+# Events whose payload.host is not where the instance is when they arrive:
+# the source compute sends live_migration._post.end after the destination
+# has taken the instance (and sent post.dest.end with its own host), from
+# its stale copy of the instance that still names the source.
+STALE_HOST_EVENTS = frozenset(['compute.instance.live_migration._post.end'])
 
 
 class Instance:
@@ -122,8 +127,9 @@ def statement(event):
 
     Returns ``(instance_id, Instance)``, ``(instance_id, None)`` for an
     instance deleted, or None when the event names no instance, host or
-    owner. Uses the traits of our event definitions: instance_id,
-    tenant_id, user_id, host (the instance's compute host, from
+    owner, or names a host the instance has left
+    (:data:`STALE_HOST_EVENTS`). Uses the traits of our event definitions:
+    instance_id, tenant_id, user_id, host (the instance's compute host, from
     payload.host), state.
     """
     traits = event.traits
@@ -134,6 +140,8 @@ def statement(event):
     if (event.event_type.endswith('delete.end') or
             state in DELETED_STATES):
         return instance_id, None
+    if event.event_type in STALE_HOST_EVENTS:
+        return None
     host = traits.get('host')
     project = traits.get('tenant_id') or traits.get('project_id')
     if not host or not project:

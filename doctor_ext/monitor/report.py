@@ -48,6 +48,8 @@ failures cannot be seen here.
 
 import contextlib
 import datetime
+# stdlib logging only to catch the records oslo.messaging logs (a Handler
+# on its logger); this module logs with oslo.log.
 import logging
 import socket
 import threading

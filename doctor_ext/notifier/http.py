@@ -28,8 +28,6 @@ retries. Credentials never reach the logs: see :func:`mask_url`.
 import collections
 import concurrent.futures
 import http.client
-import logging
-import random
 import ssl
 import threading
 import time
@@ -44,6 +42,7 @@ from doctor_ext.notifier import lanes as lanes_mod
 from doctor_ext.notifier import masking
 from doctor_ext.notifier import models
 from doctor_ext.notifier import targets as targets_mod
+from doctor_ext import retry as retry_mod
 
 LOG = log.getLogger(__name__)
 
@@ -250,7 +249,7 @@ class HttpNotifier:
                 LOG.info('Notified alarm %(alarm_id)s at %(url)s after '
                          '%(attempts)d attempts (%(ms).1f ms)',
                          self._log_args(delivery))
-            elif LOG.isEnabledFor(logging.DEBUG):
+            elif LOG.isEnabledFor(log.DEBUG):
                 LOG.debug('Notified alarm %(alarm_id)s at %(url)s: '
                           '%(status)s (%(ms).1f ms)', self._log_args(delivery))
         elif delivery.outcome == models.REFUSED:
@@ -396,8 +395,8 @@ class HttpNotifier:
 
     def _delay(self, retry):
         """Backoff before retry number ``retry`` (1, 2, ...), jittered."""
-        delay = min(self._backoff_max, self._backoff * (2 ** (retry - 1)))
-        return delay / 2 + random.uniform(0, delay / 2)
+        return retry_mod.backoff(retry, self._backoff, self._backoff_max,
+                                 jitter=True)
 
     def _exchange(self, target, data, pool):
         """One POST on a kept or new connection: (status, reason)."""

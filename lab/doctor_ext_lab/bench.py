@@ -410,7 +410,7 @@ class Bench(bench_scenarios.Scenarios):
                     lost[name] += 1
                     continue
                 got = [r for r in self.received(path)
-                       if _instance(r.body) == vm]
+                       if consumer_mod.instance_of(r.body) == vm]
                 if got:
                     lat[name].append(got[0].time - sent)
         out = {}
@@ -486,7 +486,7 @@ class Bench(bench_scenarios.Scenarios):
         ok = self.wait_path(path, len(vms), self.args.timeout)
         got = self.received(path)
         times = sorted(r.time for r in got)
-        unique = {_instance(r.body) for r in got}
+        unique = {consumer_mod.instance_of(r.body) for r in got}
         result = {'vms': len(vms), 'notified': len(unique),
                   'lost': len(vms) - len(unique),
                   'duplicates': len(got) - len(unique),
@@ -749,16 +749,6 @@ class Bench(bench_scenarios.Scenarios):
                 say('stopping %s: %s' % (side.name, e))
         for c in self.consumers:
             c.stop()
-
-
-def _instance(body):
-    try:
-        for name, _, value in body['reason_data']['event']['traits']:
-            if name == 'instance_id':
-                return value
-    except (KeyError, TypeError, ValueError):
-        pass
-    return None
 
 
 def parse_args(argv):

@@ -12,6 +12,7 @@ import time
 import uuid
 
 from doctor_ext_lab import bench_floor
+from doctor_ext_lab import consumer as consumer_mod
 from doctor_ext_lab import services
 
 
@@ -66,13 +67,13 @@ class Scenarios:
 
     def _fault_latency(self, side, vm, project, host, path, timeout):
         """Seconds from one fault on the bus to its owner's POST."""
-        lab = _lab()
         before = sum(c.count(path) for c in self.consumers)
         sent = time.time()
         side.instance_error(vm, project, host)
         if not self.wait_path(path, before + 1, timeout):
             return None
-        got = [r for r in self.received(path) if lab._instance(r.body) == vm]
+        got = [r for r in self.received(path)
+               if consumer_mod.instance_of(r.body) == vm]
         return got[0].time - sent if got else None
 
     # -- burst ---------------------------------------------------------------
@@ -112,7 +113,7 @@ class Scenarios:
             self.wait_path(path, a.burst, a.burst_timeout)
             cpu = lab.cpu_seconds(pids) - cpu0
             got = self.received(path)
-            unique = {lab._instance(r.body) for r in got}
+            unique = {consumer_mod.instance_of(r.body) for r in got}
             times = sorted(r.time for r in got)
             dur = (times[-1] - times[0]) if len(times) > 1 else None
             entry = {
@@ -205,7 +206,7 @@ class Scenarios:
             ok = self.wait_paths(paths, total, timeout)
             got = self.received_paths(paths)
             times = sorted(r.time for r in got)
-            unique = {lab._instance(r.body) for r in got}
+            unique = {consumer_mod.instance_of(r.body) for r in got}
             row[name] = {
                 'hosts': len(hosts), 'vms': total, 'notified': len(unique),
                 'lost': total - len(unique),

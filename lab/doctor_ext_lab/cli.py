@@ -25,6 +25,11 @@ def parse_args(argv):
     p.add_argument('--json', metavar='FILE', help='write the result here')
     p.add_argument('--maintenance', action='store_true',
                    help='run the planned-maintenance scenario')
+    p.add_argument('--nova', choices=('double', 'real'), default='double',
+                   help='the Nova double (default, starts in seconds) or '
+                        'real Keystone, Placement and Nova from the '
+                        "repository's tests/realnova (a first run installs "
+                        'them; the cloud takes 70-100 s to start)')
     p.add_argument('--nova-latency', type=float, default=0.0,
                    help='modeled latency of each Nova call, in ms')
     p.add_argument('--ping-interval', type=float, default=0.05)

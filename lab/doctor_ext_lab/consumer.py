@@ -39,6 +39,20 @@ import fixtures
 DEFAULT_PATH = '/failure'
 
 
+def instance_of(body):
+    """The ``instance_id`` trait of an Aodh event alarm's POST body.
+
+    None if the body is not one (or names no instance).
+    """
+    try:
+        for name, _, value in body['reason_data']['event']['traits']:
+            if name == 'instance_id':
+                return value
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
 class Received:
     """One request the consumer read."""
 

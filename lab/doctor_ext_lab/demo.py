@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.parse
 
+from doctor_ext_lab import consumer as consumer_mod
 from doctor_ext_lab import netns
 
 CHECKPOINTS = [
@@ -85,7 +86,6 @@ class Demo:
 
     # -- set-up ------------------------------------------------------------
     def setup(self):
-        from doctor_ext_lab import consumer as consumer_mod
         from doctor_ext_lab import nova as nova_mod
         from doctor_ext_lab import services
 
@@ -211,12 +211,8 @@ class Demo:
             detected = t00
         posts = [r for c in self.consumers.values() for r in c.received]
         wrong = [r for p, c in self.consumers.items() for r in c.received
-                 if self.vms.get(_instance(r.body)) != p]
-        calls = list(self.nova.calls)
-        resets = [c for c in calls if 'os-resetState' in str(
-            c.get('body', '')) or c['path'].endswith('/action')]
-        forces = [c for c in calls if c['method'] == 'PUT' and
-                  'os-services' in c['path']]
+                 if self.vms.get(consumer_mod.instance_of(r.body)) != p]
+        last_reset, forced_down = self.nova_times()
 
         def f(key):
             v = fault.get(key)
@@ -225,8 +221,8 @@ class Demo:
             'T00': 0.0,
             'T01': ms(detected),
             'T02': ms(f('found')),
-            'T03': ms(max(c['time'] for c in resets)) if resets else None,
-            'T04': ms(min(c['time'] for c in forces)) if forces else None,
+            'T03': ms(last_reset),
+            'T04': ms(forced_down),
             'T05': ms(f('detected')),
             'T06': ms(f('events')),
             'T07': ms(max(float(x['evaluated']) for x in alarms))
@@ -243,7 +239,8 @@ class Demo:
             'expected': expected,
             'wrong_project': len(wrong),
             'bystanders_notified': sum(
-                1 for r in posts if _instance(r.body) in self.bystanders),
+                1 for r in posts
+                if consumer_mod.instance_of(r.body) in self.bystanders),
             'fenced': bool(self._fenced()),
             'notification_time_ms': round((last - detected) * 1000.0, 2)
             if last else None,
@@ -256,6 +253,16 @@ class Demo:
                         'cpus': os.cpu_count(),
                         'platform': platform.platform()},
         }
+
+    def nova_times(self):
+        """(last reset, force-down): when Nova answered them, or None."""
+        calls = list(self.nova.calls)
+        resets = [c['time'] for c in calls if 'os-resetState' in str(
+            c.get('body', '')) or c['path'].endswith('/action')]
+        forces = [c['time'] for c in calls if c['method'] == 'PUT' and
+                  'os-services' in c['path']]
+        return (max(resets) if resets else None,
+                min(forces) if forces else None)
 
     # -- tear-down ---------------------------------------------------------
     def teardown(self):
@@ -274,16 +281,6 @@ class Demo:
                 self.stack.cleanup()
         if self.nova is not None:
             self.nova.stop()
-
-
-def _instance(body):
-    try:
-        for name, _, value in body['reason_data']['event']['traits']:
-            if name == 'instance_id':
-                return value
-    except (KeyError, TypeError, ValueError):
-        return None
-    return None
 
 
 def print_timeline(result):
@@ -335,7 +332,11 @@ def run(demo, scenario):
 
 def main(args):
     """The fault scenario with the arguments of :mod:`.cli`."""
-    demo = Demo(args)
+    if args.nova == 'real':
+        from doctor_ext_lab import real_nova_demo
+        demo = real_nova_demo.RealNovaDemo(args)
+    else:
+        demo = Demo(args)
     result, code = run(demo, demo.run_fault)
     if code is not None:
         return code

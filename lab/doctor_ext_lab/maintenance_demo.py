@@ -85,18 +85,18 @@ class MaintenanceDemo(demo_mod.Demo):
         }
 
     def create_alarms(self):
-        from doctor_ext.inspector import maintenance
+        from doctor_ext.inspector import maintenance_events as events
         say('creating %d owner alarms and 2 administrator alarms through '
             'the Aodh API' % len(self.projects))
         for p in self.projects:
-            self._alarm(p, 'maintenance-of-my-vms', maintenance.OWNER_EVENT,
+            self._alarm(p, 'maintenance-of-my-vms', events.OWNER_EVENT,
                         {'state': 'maintenance'},
                         self.consumers[p].url(OWNER_PATH))
         admin = self.nova.admin.project_id
-        self._alarm(admin, 'host-empty', maintenance.HOST_EMPTY_EVENT,
+        self._alarm(admin, 'host-empty', events.HOST_EMPTY_EVENT,
                     {'host': self.failing},
                     self.admin_consumer.url(EMPTY_PATH))
-        self._alarm(admin, 'host-back', maintenance.HOST_COMPLETE_EVENT,
+        self._alarm(admin, 'host-back', events.HOST_COMPLETE_EVENT,
                     {'host': self.failing},
                     self.admin_consumer.url(COMPLETE_PATH))
 

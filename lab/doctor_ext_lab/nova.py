@@ -433,7 +433,8 @@ class NovaDouble:
     :param transport_url: an oslo.messaging transport URL (``fake://``,
         ``rabbit://...``); when given, Nova's notifications are sent there.
     :param api_host: the host name of the (pretend) nova-api, used as the
-        publisher of API-side notifications (``nova-api:<api_host>``).
+        publisher of API-side notifications (``compute.<api_host>``, as
+        real Nova publishes a reset-state's compute.instance.update).
     :param max_limit: the largest page Nova returns (``[api] max_limit``).
     :param hang_timeout: how long a held request waits for :meth:`release`
         before it goes on anyway.
@@ -1462,7 +1463,7 @@ class NovaDouble:
         old_state, old_task = server['vm_state'], server['task_state']
         server.update(vm_state=state, task_state=None, updated=_now())
         self._notify_instance(server, 'compute.instance.update',
-                              'nova-api:%s' % self.api_host, user,
+                              'compute.%s' % self.api_host, user,
                               old_state=old_state, old_task_state=old_task)
         return _Response(202)
 

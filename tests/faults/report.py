@@ -19,6 +19,7 @@ ORDER = ('broker-connections', 'agent-sigkill', 'agent-sigkill-hang',
          'ha-sigkill-mid-delivery', 'ha-sigkill-mid-fencing',
          'ha-3-agents-chaos', 'consumers',
          'nova-503', 'nova-slow', 'nova-down', 'nova-policy',
+         'real-nova-held', 'real-nova-refused',
          'database-down', 'database-hang', 'bad-input', 'malformed',
          'bad-alarm-rules', 'isolation')
 HEADERS = ('Fault injected', 'Sent', 'Expected', 'Delivered', 'Duplicated',

@@ -26,35 +26,46 @@ poll = doctor_fixtures.poll
 
 
 def instance_of(received):
-    for name, _, value in received.body['reason_data']['event']['traits']:
-        if name == 'instance_id':
-            return value
-    return None
+    return consumer_mod.instance_of(received.body)
 
 
 class FunctionalTest(base.BaseTestCase):
     PROJECTS = ('project-a', 'project-b', 'project-c')
     agent_options = {}
+    # The server of the test's Aodh database.
+    db_url = POSTGRES
 
     def setUp(self):
         super().setUp()
         self.useFixture(fixtures.Timeout(300, gentle=True))
-        self.broker = services.Broker().start()
-        self.addCleanup(self.broker.stop)
-        self.nova = self.useFixture(nova_mod.NovaDoubleFixture(
-            transport_url=self.broker.url)).nova
+        self.broker = self.make_broker()
+        self.nova = self.make_nova()
         self.consumers = {}
         for p in self.PROJECTS:
             self.consumers[p] = self.useFixture(
                 consumer_mod.ConsumerFixture()).consumer
         self.stack = services.Stack(
             self.nova.credentials(), transport_url=self.broker.url,
-            db_url=POSTGRES, agent_options=self.agent_options)
+            db_url=self.db_url, agent_options=self.agent_options)
         self.stack.broker = self.broker
         self.addCleanup(self.stack.cleanup)
         self.stack.db.start()
         self.stack.start_aodh()
         self.reporter = self.make_reporter()
+
+    def make_broker(self):
+        """A RabbitMQ vhost of the test's own."""
+        broker = services.Broker().start()
+        self.addCleanup(broker.stop)
+        return broker
+
+    def make_nova(self):
+        """The Nova double, sending its notifications to the test's vhost.
+
+        tests/functional/test_real_nova.py gives real Nova instead.
+        """
+        return self.useFixture(nova_mod.NovaDoubleFixture(
+            transport_url=self.broker.url)).nova
 
     def make_reporter(self, secret=None):
         """The monitor's reporter, signing with the agents' secret."""

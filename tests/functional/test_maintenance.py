@@ -14,7 +14,7 @@ import time
 from oslo_config import cfg
 import oslo_messaging
 
-from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import maintenance_events as mevents
 from doctor_ext.inspector import maintenance_state
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
@@ -102,10 +102,10 @@ class MaintenanceTest(base.FunctionalTest):
 
     def admin_alarms(self, host=HOST):
         self.alarm(self.admin_project, 'host-empty',
-                   maintenance.HOST_EMPTY_EVENT, {'host': host},
+                   mevents.HOST_EMPTY_EVENT, {'host': host},
                    self.admin_consumer.url('/empty'))
         self.alarm(self.admin_project, 'host-back',
-                   maintenance.HOST_COMPLETE_EVENT, {'host': host},
+                   mevents.HOST_COMPLETE_EVENT, {'host': host},
                    self.admin_consumer.url('/complete'))
 
     def start_agent(self):
@@ -143,13 +143,13 @@ class TestMaintenanceByServiceDisable(MaintenanceTest):
         for vm, p in vms.items():
             if p == a:
                 self.alarm(self.project_ids[a], 'maint-%s' % vm,
-                           maintenance.OWNER_EVENT,
+                           mevents.OWNER_EVENT,
                            {'instance_id': vm, 'state': 'maintenance'},
                            self.consumers[a].url('/maintenance'),
                            repeat=False)
         for p in (b, c):
             self.alarm(self.project_ids[p], 'maint-all',
-                       maintenance.OWNER_EVENT, {'state': 'maintenance'},
+                       mevents.OWNER_EVENT, {'state': 'maintenance'},
                        self.consumers[p].url('/maintenance'))
         self.admin_alarms()
         self.start_agent()
@@ -270,7 +270,7 @@ class TestMaintenanceDeadline(MaintenanceTest):
         vms = self.add_owned_vms(HOST, 2)            # 6 VMs
         for p in self.PROJECTS:
             self.alarm(self.project_ids[p], 'maint-all',
-                       maintenance.OWNER_EVENT, {'state': 'maintenance'},
+                       mevents.OWNER_EVENT, {'state': 'maintenance'},
                        self.consumers[p].url('/maintenance'))
         self.admin_alarms()
         self.start_agent()
@@ -327,7 +327,7 @@ class TestMaintenanceNotification(MaintenanceTest):
         for p in self.PROJECTS:
             # No state in the query: warned, and told when it is over.
             self.alarm(self.project_ids[p], 'maint-all',
-                       maintenance.OWNER_EVENT, {},
+                       mevents.OWNER_EVENT, {},
                        self.consumers[p].url('/maintenance'))
         self.admin_alarms()
         self.start_agent()

@@ -25,6 +25,7 @@ from doctor_ext.inspector import core
 from doctor_ext.inspector import faults
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import maintenance_events as mevents
 from doctor_ext.inspector import maintenance_state
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
@@ -142,12 +143,12 @@ class MaintenanceTestCase(base.BaseTestCase):
         self.addCleanup(self.inspector.stop)
         self.tracker = self.inspector.maintenance
 
-    def owners(self, state=maintenance.IN_MAINTENANCE):
+    def owners(self, state=mevents.IN_MAINTENANCE):
         return {e.traits['instance_id']: e.traits['tenant_id']
-                for e in self.engine.of_type(maintenance.OWNER_EVENT)
+                for e in self.engine.of_type(mevents.OWNER_EVENT)
                 if e.traits['state'] == state}
 
-    def admin_events(self, event_type=maintenance.HOST_EMPTY_EVENT):
+    def admin_events(self, event_type=mevents.HOST_EMPTY_EVENT):
         return self.engine.of_type(event_type)
 
     def disable(self, host='compute-1', reason='firmware upgrade'):
@@ -165,7 +166,7 @@ class TestEnter(MaintenanceTestCase):
         self.assertTrue(self.tracker.in_maintenance('compute-1'))
         self.assertEqual({'a1': 'pa', 'a2': 'pa', 'b1': 'pb', 'c1': 'pc'},
                          self.owners())
-        event = next(e for e in self.engine.of_type(maintenance.OWNER_EVENT)
+        event = next(e for e in self.engine.of_type(mevents.OWNER_EVENT)
                      if e.traits['instance_id'] == 'b1')
         t = traits(event)
         self.assertEqual('pb', event.project)
@@ -177,7 +178,7 @@ class TestEnter(MaintenanceTestCase):
         self.assertNotIn('window_end', t)      # not known for a disable
         self.assertNotIn('migrate_at', t)      # no deadline by default
         sessions = {e.traits['session_id']
-                    for e in self.engine.of_type(maintenance.OWNER_EVENT)}
+                    for e in self.engine.of_type(mevents.OWNER_EVENT)}
         self.assertEqual(1, len(sessions))
         # Not empty: the administrator is not told anything yet.
         self.assertEqual([], self.admin_events())
@@ -188,7 +189,7 @@ class TestEnter(MaintenanceTestCase):
         self.disable()
         self.disable(reason='another reason')
         self.assertEqual(4, len(self.engine.of_type(
-            maintenance.OWNER_EVENT)))
+            mevents.OWNER_EVENT)))
         self.assertIn('already in maintenance', self.log.output)
 
     def test_not_a_maintenance(self):
@@ -205,7 +206,7 @@ class TestEnter(MaintenanceTestCase):
             events.make_event('service.update', {'host': 'compute-1'}),
         ]
         for event in cases:
-            self.assertIsNone(self.tracker.handle(event))
+            self.assertIsNone(self.tracker.host_state(event))
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         self.assertEqual([], self.engine.events)
 
@@ -215,7 +216,7 @@ class TestEnter(MaintenanceTestCase):
         self.assertIsInstance(fault, faults.HostFault)
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         # The fault events, not maintenance ones.
-        self.assertEqual([], self.engine.of_type(maintenance.OWNER_EVENT))
+        self.assertEqual([], self.engine.of_type(mevents.OWNER_EVENT))
         self.assertEqual(4, len(self.engine.of_type(
             'compute.instance.update')))
 
@@ -229,7 +230,7 @@ class TestEnter(MaintenanceTestCase):
         self.cfg.config(group=maintenance.GROUP, admin_project_id=None)
         self.inspector.handle(event)
         self.assertEqual(4, len(self.owners()))
-        t = traits(self.engine.of_type(maintenance.OWNER_EVENT)[0])
+        t = traits(self.engine.of_type(mevents.OWNER_EVENT)[0])
         self.assertEqual('s-1', t['session_id'])
         self.assertEqual('BIOS', t['reason'])
         self.assertEqual('2030-01-01T12:00:00', t['window_end'].isoformat())
@@ -245,7 +246,7 @@ class TestEnter(MaintenanceTestCase):
             'host': 'compute-1', 'tenant_id': 'ops'}))
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         self.assertEqual(1, len(self.admin_events(
-            maintenance.HOST_COMPLETE_EVENT)))
+            mevents.HOST_COMPLETE_EVENT)))
 
     def test_fenix_complete_state_ends(self):
         self.disable()
@@ -309,7 +310,7 @@ class TestEnter(MaintenanceTestCase):
                       self.log.output)
         inspector.maintenance.check()
         self.assertEqual(1, len(self.engine.of_type(
-            maintenance.OWNER_EVENT)))
+            mevents.OWNER_EVENT)))
         self.assertEqual([], self.admin_events())
         inspector.handle(instance_event(
             'compute.instance.delete.end', 'x1', 'compute-1', 'px',
@@ -416,8 +417,8 @@ class TestEnd(MaintenanceTestCase):
         self.inspector.handle(service_update('compute-1', 0, None))
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         self.assertEqual({'a2': 'pa', 'b1': 'pb', 'c1': 'pc'},
-                         self.owners(maintenance.COMPLETE))
-        (done,) = self.admin_events(maintenance.HOST_COMPLETE_EVENT)
+                         self.owners(mevents.COMPLETE))
+        (done,) = self.admin_events(mevents.HOST_COMPLETE_EVENT)
         self.assertEqual(self.ADMIN, done.project)
         self.assertEqual(3, done.traits['remaining'])
         self.assertEqual([], self.admin_events())
@@ -519,8 +520,8 @@ class TestStateFiles(MaintenanceTestCase):
         for vm in ('a1', 'a2', 'b1', 'c1'):
             inspector.handle(instance_event(
                 'compute.instance.update', vm, 'compute-2', 'x'))
-        self.assertEqual([], engine.of_type(maintenance.OWNER_EVENT))
-        (empty,) = engine.of_type(maintenance.HOST_EMPTY_EVENT)
+        self.assertEqual([], engine.of_type(mevents.OWNER_EVENT))
+        (empty,) = engine.of_type(mevents.HOST_EMPTY_EVENT)
         self.assertEqual(session, empty.traits['session_id'])
         self.assertEqual(4, empty.traits['instances'])
 
@@ -545,7 +546,7 @@ class TestMigrateAfter(MaintenanceTestCase):
         self.disable()
         started = time.time()
         by_vm = {e.traits['instance_id']: e for e in
-                 self.engine.of_type(maintenance.OWNER_EVENT)}
+                 self.engine.of_type(mevents.OWNER_EVENT)}
         self.assertIn('migrate_at', by_vm['a1'].traits)
         self.assertNotIn('migrate_at', by_vm['c1'].traits)
         self.inspector.handle(instance_event(
@@ -716,4 +717,4 @@ class TestNovaNotificationsToEvents(MaintenanceTestCase):
         self.assertEqual(0, update.traits['disabled'])
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         self.assertEqual(1, len(self.admin_events(
-            maintenance.HOST_COMPLETE_EVENT)))
+            mevents.HOST_COMPLETE_EVENT)))

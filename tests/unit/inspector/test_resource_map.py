@@ -35,7 +35,7 @@ class TestResourceMap(base.BaseTestCase):
             'compute.instance.create.end', 'vm-4', 'compute-2')))
         self.assertEqual(['vm-3', 'vm-4'], self.ids('compute-2'))
         self.map.apply(instance_event(
-            'compute.instance.live_migration._post.end', 'vm-1',
+            'compute.instance.live_migration.post.dest.end', 'vm-1',
             'compute-2'))
         self.assertEqual(['vm-2'], self.ids('compute-1'))
         self.assertEqual('compute-2', self.map.host_of('vm-1'))
@@ -46,6 +46,22 @@ class TestResourceMap(base.BaseTestCase):
         self.map.apply(instance_event('compute.instance.update', 'vm-3',
                                       'compute-2', state='deleted'))
         self.assertEqual(['vm-1', 'vm-4'], self.ids('compute-2'))
+
+    def test_live_migration_as_nova_sends_it(self):
+        # Real Nova 34, vm-1 live-migrated from compute-1 to compute-2: the
+        # destination's post.dest.end (new host) comes before the source's
+        # _post.end, whose payload still names the source.
+        for event_type, host in (
+                ('compute.instance.live_migration._pre.end', 'compute-1'),
+                ('compute.instance.live_migration._post.start', 'compute-1'),
+                ('compute.instance.live_migration.post.dest.start',
+                 'compute-1'),
+                ('compute.instance.live_migration.post.dest.end',
+                 'compute-2'),
+                ('compute.instance.live_migration._post.end', 'compute-1')):
+            self.map.apply(instance_event(event_type, 'vm-1', host))
+        self.assertEqual('compute-2', self.map.host_of('vm-1'))
+        self.assertEqual(['vm-2'], self.ids('compute-1'))
 
     def test_incomplete_events_ignored(self):
         no_host = events.make_event('compute.instance.update', {

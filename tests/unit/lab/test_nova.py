@@ -855,7 +855,7 @@ class TestNotifications(NovaDoubleTestCase):
         self.assertEqual(202, resp.status_code)
         self.assertTrue(self.legacy.wait_for(1))
         publisher_id, event_type, payload = self.legacy.received[0]
-        self.assertEqual('nova-api:api-0', publisher_id)
+        self.assertEqual('compute.api-0', publisher_id)
         self.assertEqual('compute.instance.update', event_type)
         self.assertEqual(
             (self.server, 'project-n', 'user-n', 'error', 'active',

@@ -1,0 +1,68 @@
+"""The retry policy: backoff, retried until done, stopped with the service."""
+
+import threading
+
+import fixtures
+from oslotest import base
+
+from doctor_ext import retry
+
+
+class TestBackoff(base.BaseTestCase):
+
+    def test_doubles_up_to_the_cap(self):
+        self.assertEqual([0.5, 1.0, 2.0, 4.0, 5.0, 5.0],
+                         [retry.backoff(n, 0.5, 5.0) for n in range(1, 7)])
+
+    def test_jitter_between_half_and_all(self):
+        for n in range(1, 8):
+            full = retry.backoff(n, 0.1, 2.0)
+            for _ in range(50):
+                got = retry.backoff(n, 0.1, 2.0, jitter=True)
+                self.assertTrue(full / 2 <= got <= full, (n, got))
+
+
+class TestUntilDone(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.log = self.useFixture(fixtures.FakeLogger())
+        self.stop = threading.Event()
+
+    def test_retries_until_it_returns(self):
+        calls = []
+
+        def flaky():
+            calls.append(1)
+            if len(calls) < 3:
+                raise OSError('not yet %d' % len(calls))
+            return 'done'
+        self.assertEqual('done', retry.until_done(
+            flaky, 'Cannot do it yet', self.stop, first=0.001, most=0.002))
+        self.assertEqual(3, len(calls))
+        self.assertIn('Cannot do it yet, retrying in 0.0 s: not yet 1',
+                      self.log.output)
+        self.assertIn('not yet 2', self.log.output)
+
+    def test_other_errors_are_raised(self):
+        def broken():
+            raise KeyError('bug')
+        self.assertRaises(KeyError, retry.until_done, broken, 'x', self.stop,
+                          first=0.001, most=0.001, retry_on=OSError)
+
+    def test_stopped_while_waiting(self):
+        calls = []
+
+        def failing():
+            calls.append(1)
+            self.stop.set()
+            raise OSError('down')
+        self.assertIsNone(retry.until_done(failing, 'x', self.stop,
+                                           first=60.0, most=60.0))
+        # The wait ended with the stop; no attempt after it.
+        self.assertEqual(1, len(calls))
+
+    def test_stopped_before_the_first_try(self):
+        self.stop.set()
+        self.assertIsNone(retry.until_done(self.fail, 'x', self.stop,
+                                           first=1.0, most=1.0))
