@@ -12,6 +12,7 @@ import time
 import uuid
 
 from doctor_ext_lab import bench_floor
+from doctor_ext_lab import bench_util
 from doctor_ext_lab import consumer as consumer_mod
 from doctor_ext_lab import services
 
@@ -40,12 +41,6 @@ def copy_alarms(db, rows):
             db_api.copy_rows(conn, models.Alarm.__table__, rows)
     finally:
         engine.dispose()
-
-
-def _lab():
-    # bench imports this module; its helpers are read at call time.
-    from doctor_ext_lab import bench
-    return bench
 
 
 class Scenarios:
@@ -86,7 +81,7 @@ class Scenarios:
         apart: still queued on the broker (the window was too short) or
         gone (lost).
         """
-        lab = _lab()
+        lab = bench_util
         a = self.args
         row = {}
         for name in lab.PIPELINES + ['floor']:
@@ -146,7 +141,7 @@ class Scenarios:
 
         Then ``--cold-warm`` warm faults, for the ratio.
         """
-        lab = _lab()
+        lab = bench_util
         a = self.args
         lab.say('scenario 6: cold fault, idle for %d s' % a.cold_idle)
         time.sleep(a.cold_idle)
@@ -181,7 +176,7 @@ class Scenarios:
 
         The figure: the first report to the last owner notified.
         """
-        lab = _lab()
+        lab = bench_util
         a = self.args
         row = {}
         for name in lab.PIPELINES + ['floor']:
@@ -223,7 +218,7 @@ class Scenarios:
 
     # -- alarm scale -------------------------------------------------------
     def alarm_scale(self):
-        lab = _lab()
+        lab = bench_util
         a = self.args
         levels = sorted(a.alarm_scale)
         loaded = {name: 0 for name in lab.PIPELINES}
@@ -247,7 +242,7 @@ class Scenarios:
         self.scale_base = base
 
     def _scale_level(self, side, name, level, add, rss_base):
-        lab = _lab()
+        lab = bench_util
         a = self.args
         lab.say('scenario 3: %s with %d alarms in place (+%d)'
                 % (name, level, add))
