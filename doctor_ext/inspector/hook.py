@@ -47,6 +47,8 @@ from doctor_ext.inspector import fencing
 from doctor_ext.inspector import instances as instances_mod
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import power_fencing
+from doctor_ext.inspector import recovery as recovery_mod
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
 
@@ -128,6 +130,10 @@ class HostFault:
         self.instances = record.instances
         self.firings = []
         self.fenced = None
+        # Power fencing (power_fencing): power or logical, and the fencing
+        # state owners are told.
+        self.method = None
+        self.fencing = None
         self.reset = {}
         self.done = threading.Event()
 
@@ -190,6 +196,10 @@ class Inspector:
         self._loader = None
         self.maintenance = maintenance.MaintenanceTracker(
             conf, engine, self.map, fencer)
+        # Power fencing through the BMCs, and the recovery policy.
+        self.power = power_fencing.PowerFencing(conf, engine)
+        self.recovery = recovery_mod.Recovery(
+            conf, engine, fencer, self.power.power, self.power.inventory)
 
     # -- resource map ------------------------------------------------------
     def start(self):
@@ -202,6 +212,7 @@ class Inspector:
             sweeper = getattr(self.engine, 'sweeper', None)
             if sweeper is not None:
                 sweeper.add('host faults', self.sweep)
+                sweeper.add('host recoveries', self.recovery.sweep)
 
     def stop(self):
         self._stop.set()
@@ -300,6 +311,10 @@ class Inspector:
         host = event.traits.get('hostname') or event.traits.get('host')
         if self.journal.recovered(host):
             LOG.info('Host %s is back (%s)', host, event.event_type)
+            try:
+                self.recovery.host_up(host)
+            except store_mod.StoreUnavailable as e:
+                LOG.error('Recovery of host %s not scheduled: %s', host, e)
 
     def _instances_of(self, host):
         """The instances on ``host``, or None if they cannot be known yet.
@@ -462,6 +477,7 @@ class Inspector:
                 'cause': fault.cause,
                 'monitor_event_id': fault.monitor_event_id,
                 'source': 'doctor-ext',
+                'fencing': self.power.trait(fault),
             }, message_id=str(uuid.uuid5(FAULT_EVENT_NAMESPACE, '%s/%s' % (
                 fault.message_id, inst.instance_id)))))
         return out
@@ -506,6 +522,14 @@ class Inspector:
         record = fault.record
         self._wait_notified(fault)
         try:
+            if not self.power.before_logical(fault):
+                # Held by the storm guard (the journal says so), or the
+                # power-off failed: nothing is forced down.
+                if fault.fencing == power_fencing.FAILED:
+                    self._note('fenced', record, False)
+                    self.power.tell_owners(fault)
+                fault.fenced = False
+                return
             if record.forced_down != journal_mod.DONE:
                 fault.fenced = self.fencer.force_down(host)
                 self._note('forced_down', record, fault.fenced)
@@ -529,6 +553,7 @@ class Inspector:
                      'reset to error', host, fault.fenced,
                      len(fault.reset) - len(failed), len(fault.reset))
             self._note('fenced', record, bool(fault.fenced) and not failed)
+            self.power.after_logical(fault, bool(fault.fenced) and not failed)
         except Exception as e:
             fault.fenced = False
             LOG.error('Fencing host %s failed: %s', host, e)
