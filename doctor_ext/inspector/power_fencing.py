@@ -86,7 +86,11 @@ class PowerFencing:
         self.engine = engine
         self.power = power or power_mod.RedfishPower(conf)
         self.inventory = inventory or bmc_mod.Inventory(self._opts.bmc_file)
-        self.ledger = ledger or guard_mod.FenceLedger(conf, engine.store)
+        store = getattr(engine, 'store', None)
+        # Without a database (an engine that has none) nothing is powered
+        # off: the storm guard could not count.
+        self.ledger = ledger or (guard_mod.FenceLedger(conf, store)
+                                 if store is not None else None)
 
     # -- policy ----------------------------------------------------------
     def wants_power(self, record):
@@ -122,7 +126,7 @@ class PowerFencing:
                         'logically only (its VMs may still be running)',
                         record.host)
             return True
-        if record.fault_id is None:
+        if record.fault_id is None or self.ledger is None:
             LOG.error('Host %s: the database is unavailable, the storm '
                       'guard cannot count: not powered off, fenced '
                       'logically only', record.host)
@@ -170,7 +174,7 @@ class PowerFencing:
         method = getattr(fault, 'method', guard_mod.LOGICAL)
         if method == guard_mod.LOGICAL:
             fault.fencing = LOGICAL if ok else FAILED
-            if record.fault_id is not None:
+            if record.fault_id is not None and self.ledger is not None:
                 try:
                     self.ledger.logical(record, fault.fencing)
                 except store_mod.StoreUnavailable as e:

@@ -71,11 +71,13 @@ class Recovery:
         self.fencer = fencer
         self.power = power
         self.inventory = inventory
-        self._store = db_api.background(engine.store)
+        store = getattr(engine, 'store', None)
+        self._store = db_api.background(store) if store is not None \
+            else None
 
     def host_up(self, host):
         """``host`` is reported up: schedule its recovery, or say why not."""
-        if self._opts.recovery != 'power_on':
+        if self._opts.recovery != 'power_on' or self._store is None:
             LOG.warning('Host %s is reported up; it stays fenced (recovery '
                         '= leave): an operator unsets its force-down in '
                         'Nova (and powers it on) when it is repaired', host)
@@ -131,7 +133,7 @@ class Recovery:
 
     def sweep(self):
         """Give back every host whose hold time has passed."""
-        if self._opts.recovery != 'power_on':
+        if self._opts.recovery != 'power_on' or self._store is None:
             return
         for row, instances, monitor_event_id in self._take_due():
             self._give_back(row, instances, monitor_event_id)
