@@ -6,7 +6,9 @@ and the ping monitor; creates one Doctor alarm per VM through Aodh's API;
 fails a host carrying ``--vms`` VMs by taking its network link down, and
 prints the Doctor timeline (T00..T09) of the fault, in ms from T00.
 
-``--maintenance`` runs the planned-maintenance scenario instead.
+``--maintenance`` runs the planned-maintenance scenario instead;
+``--power-fencing`` the fault scenario with power fencing through a Redfish
+BMC (:mod:`doctor_ext.lab.power_demo`).
 """
 
 import argparse
@@ -326,6 +328,9 @@ def parse_args(argv):
     p.add_argument('--json', metavar='FILE', help='write the result here')
     p.add_argument('--maintenance', action='store_true',
                    help='run the planned-maintenance scenario')
+    p.add_argument('--power-fencing', action='store_true',
+                   help='power the failing host off through its (emulated) '
+                        'BMC; owners are told twice')
     p.add_argument('--nova-latency', type=float, default=0.0,
                    help='modeled latency of each Nova call, in ms')
     p.add_argument('--ping-interval', type=float, default=0.05)
@@ -367,6 +372,9 @@ def main(argv=None):
     if args.maintenance:
         from doctor_ext.lab import maintenance_demo
         return maintenance_demo.main(args)
+    if args.power_fencing:
+        from doctor_ext.lab import power_demo
+        return power_demo.main(args)
     demo = Demo(args)
     result, code = run(demo, demo.run_fault)
     if code is not None:
