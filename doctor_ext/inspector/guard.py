@@ -80,7 +80,9 @@ def _lock(conn):
 
 
 class FenceLedger:
-    """``doctor_fence`` for one agent. Every method may raise StoreUnavailable.
+    """``doctor_fence`` for one agent.
+
+    Every method may raise StoreUnavailable.
     """
 
     def __init__(self, conf, store):

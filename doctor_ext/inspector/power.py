@@ -167,8 +167,8 @@ class RedfishPower:
         return getattr(state, 'value', state)
 
     def _power(self, bmc, reset, wanted):
-        what = '%s of host %s through BMC %s' % (reset.value, bmc.host,
-                                                  bmc.address)
+        what = '%s of host %s through BMC %s' % (
+            reset.value, bmc.host, bmc.address)
         started = time.monotonic()
         attempts = 0
 

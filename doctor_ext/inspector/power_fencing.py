@@ -94,8 +94,7 @@ class PowerFencing:
 
     # -- policy ----------------------------------------------------------
     def wants_power(self, record):
-        """The policy's answer for ``record`` (a journal.Fault), BMC aside.
-        """
+        """The policy's answer for a journal.Fault, BMC aside."""
         opts = self._opts
         if not opts.power or record.event_type not in opts.power_event_types:
             return False

@@ -99,8 +99,7 @@ class RedfishEmulator:
         return resp.json()['PowerState']
 
     def bmc_entry(self, host, address=None, group=None):
-        """The BMC file's entry for ``host`` (``address`` overrides ours).
-        """
+        """The BMC file's entry for ``host`` (``address``: another URL)."""
         entry = {'address': address or self.url,
                  'system': self.system_path(host)}
         if self.credentials:

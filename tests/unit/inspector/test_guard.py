@@ -93,4 +93,3 @@ class TestGuard(base.BaseTestCase):
                           row['confirmed_by']))
         self.assertEqual(guard.POWERED_OFF,
                          guard.listing(store)[0]['state'])
-

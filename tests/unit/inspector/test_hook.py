@@ -28,8 +28,11 @@ from tests import fixtures as doctor_fixtures
 
 
 class RecordingEngine:
-    """Keeps the fault events handed over (``batches``) and, apart, the
-    owner events of fencing and recovery (``owner_batches``)."""
+    """The events handed over.
+
+    Fault events in ``batches``; the owner events of fencing and recovery
+    apart, in ``owner_batches``.
+    """
 
     def __init__(self, fail=False, store=None):
         self.batches = []
