@@ -138,6 +138,9 @@ class PowerFencing:
             LOG.error('Host %s: the storm guard cannot be asked (%s): not '
                       'powered off, fenced logically only', record.host, e)
             return True
+        if state == guard_mod.LOGICAL:
+            # Fenced logically before (by policy or BMC file then).
+            return True
         fault.method = guard_mod.POWER
         if state == guard_mod.HELD:
             record.fence = guard_mod.HELD
