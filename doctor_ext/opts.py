@@ -16,6 +16,7 @@ def list_opts():
     from doctor_ext.inspector import recovery
     from doctor_ext.inspector import report_check
     from doctor_ext.notifier import http
+    from doctor_ext.pipeline import dead_letter
     from doctor_ext.publisher import direct
     return [
         (hook.GROUP, hook.OPTS),
@@ -30,6 +31,7 @@ def list_opts():
                                             sync.OPTS))),
         (http.GROUP, http.list_opts()),
         (leases.GROUP, leases.OPTS),
+        (dead_letter.GROUP, dead_letter.OPTS),
     ]
 
 

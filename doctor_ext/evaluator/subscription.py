@@ -12,22 +12,20 @@ Messages missed while the process was disconnected are made up for by the
 caller: ``on_connect`` is called at every (re)connection, and the alarm
 sync then reloads every alarm.
 
-This talks to RabbitMQ with kombu (the library under oslo.messaging's
-rabbit driver), from the agent's own ``transport_url``: oslo.messaging's
-notification listener can only declare durable, shared pool queues.
+This talks to RabbitMQ with kombu (:mod:`doctor_ext.broker`):
+oslo.messaging's notification listener can only declare durable, shared
+pool queues.
 """
 
 import os
 import socket
-import threading
-import urllib.parse
 import uuid
 
 import kombu
-from kombu import mixins
 from oslo_log import log
-import oslo_messaging
 from oslo_messaging._drivers import common as driver_common
+
+from doctor_ext import broker
 
 LOG = log.getLogger(__name__)
 
@@ -41,29 +39,7 @@ def queue_name(prefix):
                             os.getpid(), uuid.uuid4().hex[:8])
 
 
-def kombu_url(conf, transport_url):
-    """The broker URL kombu takes, from an oslo.messaging transport URL.
-
-    Returns None for a transport that is not RabbitMQ.
-    """
-    url = oslo_messaging.TransportURL.parse(conf, transport_url)
-    if url.transport not in ('rabbit', 'kombu'):
-        return None
-    vhost = urllib.parse.quote(url.virtual_host or '', safe='')
-    urls = []
-    for host in url.hosts:
-        auth = ''
-        if host.username:
-            auth = urllib.parse.quote(host.username, safe='')
-            if host.password:
-                auth += ':' + urllib.parse.quote(host.password, safe='')
-            auth += '@'
-        urls.append('amqp://%s%s:%d/%s' % (auth, host.hostname,
-                                           host.port or 5672, vhost))
-    return ';'.join(urls) or 'amqp://localhost:5672/' + vhost
-
-
-class Subscription(mixins.ConsumerMixin):
+class Subscription(broker.Consumer):
     """Consume ``exchange``/``routing_key`` on a queue of our own.
 
     :param on_message: called with each notification as a dict
@@ -74,10 +50,7 @@ class Subscription(mixins.ConsumerMixin):
     def __init__(self, url, exchange, routing_key, on_message,
                  on_connect=None, prefix='doctor-ext', durable=False,
                  ssl=False):
-        self.connection = kombu.Connection(url, ssl=ssl,
-                                           transport_options={
-                                               'confirm_publish': False})
-        self.name = queue_name(prefix)
+        super().__init__(url, queue_name(prefix), ssl=ssl)
         self._exchange = kombu.Exchange(exchange, 'topic', durable=durable)
         self._queue = kombu.Queue(
             self.name, exchange=self._exchange, routing_key=routing_key,
@@ -85,8 +58,6 @@ class Subscription(mixins.ConsumerMixin):
             queue_arguments={'x-expires': QUEUE_EXPIRES_MS})
         self._on_message = on_message
         self._on_connect = on_connect
-        self._thread = None
-        self.connected = threading.Event()
 
     def get_consumers(self, consumer, channel):
         return [consumer(queues=[self._queue], callbacks=[self._received],
@@ -101,11 +72,6 @@ class Subscription(mixins.ConsumerMixin):
                 LOG.exception('Reconnection hook failed')
         self.connected.set()
 
-    def on_connection_error(self, exc, interval):
-        self.connected.clear()
-        LOG.warning('Lost the broker for %s, reconnecting in %.1f s: %s',
-                    self.name, interval, exc)
-
     def _received(self, body, message):
         try:
             notification = driver_common.deserialize_msg(body)
@@ -119,17 +85,3 @@ class Subscription(mixins.ConsumerMixin):
                           'handled', self.name)
         finally:
             message.ack()
-
-    def start(self):
-        self._thread = threading.Thread(target=self.run, name=self.name,
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self):
-        self.should_stop = True
-
-    def wait(self, timeout=5):
-        """Wait for the consumer to end, and close the connection."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.connection.release()

@@ -20,6 +20,7 @@ from oslo_config import cfg
 from oslo_log import log
 import oslo_messaging
 
+from doctor_ext import broker
 from doctor_ext.evaluator import rules
 from doctor_ext.evaluator import store as store_mod
 from doctor_ext.evaluator import subscription
@@ -151,13 +152,15 @@ class AlarmSync:
     def _start_listener(self):
         if not self._conf.listen_alarm_changes or self._transport is None:
             return
-        url = self._broker_url()
+        url = broker.agent_url(self._all_conf)
         if url is not None:
             self._listener = subscription.Subscription(
                 url, self._conf.aodh_exchange,
                 '%s.info' % self._conf.aodh_topic, self.changed,
                 on_connect=self._reconnected, prefix='doctor-ext-alarms',
-                **self._rabbit_options())
+                durable=broker.rabbit_option(self._all_conf,
+                                             'amqp_durable_queues', False),
+                ssl=bool(broker.rabbit_option(self._all_conf, 'ssl')))
             self._listener.start()
             return
         pool = (self._conf.alarm_changes_pool or
@@ -170,23 +173,6 @@ class AlarmSync:
         self._listener.start()
         LOG.info('Following Aodh alarm changes on exchange %s (queue %s)',
                  self._conf.aodh_exchange, pool)
-
-    def _broker_url(self):
-        conf = self._all_conf
-        try:
-            return subscription.kombu_url(conf, conf.transport_url)
-        except Exception as e:
-            LOG.warning('Cannot read the transport URL for a queue of this '
-                        "process's own; using a shared pool: %s", e)
-            return None
-
-    def _rabbit_options(self):
-        try:
-            rabbit = self._all_conf.oslo_messaging_rabbit
-            return {'durable': rabbit.amqp_durable_queues,
-                    'ssl': bool(rabbit.ssl)}
-        except Exception:
-            return {}
 
     def changed(self, notification):
         """Reload the alarm an aodh-api notification names."""

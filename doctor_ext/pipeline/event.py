@@ -14,7 +14,10 @@ logs nothing.
 same manager with one change to its endpoint: a conversion error drops that
 notification alone, logged with its message id, event type and the error;
 a publisher's error still requeues (or is acknowledged, as the option
-says). Select it in ceilometer.conf::
+says), logged with the message id. A notification requeued more often than
+the broker's delivery limit is dead-lettered by the broker and logged by
+:mod:`doctor_ext.pipeline.dead_letter`, which this manager starts. Select
+it in ceilometer.conf::
 
     [notification]
     pipelines = meter
@@ -24,6 +27,8 @@ says). Select it in ceilometer.conf::
 from ceilometer.pipeline import event as ceilometer_event
 from oslo_log import log
 import oslo_messaging
+
+from doctor_ext.pipeline import dead_letter
 
 LOG = log.getLogger(__name__)
 
@@ -63,8 +68,13 @@ class EventEndpoint(ceilometer_event.EventEndpoint):
             try:
                 with self.publisher as publish:
                     publish(event)
-            except Exception:
+            except Exception as e:
                 if not self.conf.notification.ack_on_event_error:
+                    message_id, event_type = _describe(notification)
+                    LOG.warning('Requeueing notification %(id)s (event_type '
+                                '%(type)s): a publisher failed: %(cls)s',
+                                {'id': message_id, 'type': event_type,
+                                 'cls': e.__class__.__name__})
                     return oslo_messaging.NotificationResult.REQUEUE
                 LOG.exception('Fail to process a notification')
         return oslo_messaging.NotificationResult.HANDLED
@@ -83,4 +93,7 @@ class EventPipelineManager(ceilometer_event.EventPipelineManager):
                       '"event".', NAME)
 
     def get_main_endpoints(self):
+        # Ceilometer calls this once per worker, its transport made: the
+        # rabbit driver's options are registered by then.
+        self.dead_letter_watchers = dead_letter.start(self.conf)
         return [EventEndpoint(self.conf, self.publisher())]

@@ -116,11 +116,15 @@ def process_group(pgid):
 class NovaBus:
     """Sends Nova's legacy notifications, as nova-compute would."""
 
-    def __init__(self, url):
+    def __init__(self, url, quorum=False):
         conf = cfg.ConfigOpts()
         conf([], project='doctor-faults')
         self.transport = report.get_transport(conf, url=url,
                                               exchange='nova')
+        # In a cloud on quorum queues every service says so (a sender
+        # declares the queue too), and declares durable exchanges.
+        for option in ('rabbit_quorum_queue', 'amqp_durable_queues'):
+            conf.set_override(option, quorum, group='oslo_messaging_rabbit')
         self.notifier = oslo_messaging.Notifier(
             self.transport, driver='messagingv2', topics=['notifications'])
 

@@ -10,12 +10,20 @@
   deep for the JSON decoder, no oslo.messaging envelope).
 * Fuzzed alarm rules created through aodh-api beside valid alarms: the
   valid ones keep firing.
+* A poison notification (its publishing always fails, so the agent
+  requeues it) between valid faults, with the notification queues as the
+  install guide sets them up (quorum queues with a delivery limit, a policy
+  naming doctor-ext's dead-letter exchange): the broker dead-letters it
+  after the limit, the agent logs it once with its id, a copy is parked,
+  and every valid fault around it is delivered.
 """
 
 import collections
 import json
 import logging
+import os
 import time
+import uuid
 
 from ceilometer.event import converter
 from ceilometer import service
@@ -24,6 +32,7 @@ from stevedore import extension
 
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import rules
+from doctor_ext.lab import services
 from tests.faults import base
 from tests.faults import fuzz
 
@@ -225,6 +234,103 @@ class TestMalformedMessages(base.FaultTest):
         log = self.log_of(agent)
         for name in unconvertible:
             self.assertIn('Dropping notification %s ' % name, log)
+
+
+class TestPoisonMessages(base.FaultTest):
+    """A notification requeued for ever without a delivery limit."""
+
+    DELIVERY_LIMIT = 5
+    # As the install guide says: quorum queues (durable), and the delivery
+    # limit in the broker's policy (the same queue arguments for every
+    # service that declares the queues).
+    agent_options = {'oslo_messaging_rabbit': {
+        'rabbit_quorum_queue': 'True',
+        'amqp_durable_queues': 'True'}}
+
+    def poison_pipeline(self):
+        """The product's event pipeline, and a sink that always fails.
+
+        Ceilometer's http publisher raises on a refused connection; alone in
+        its sink, the error reaches the endpoint, which requeues.
+        """
+        with open(os.path.join(services.REPO, 'etc', 'ceilometer',
+                               'event_pipeline.yaml')) as f:
+            text = f.read()
+        text = text.replace('sinks:\n    - name: doctor_inspector_sink', (
+            '    - name: poison_source\n'
+            '      events:\n'
+            '          - "poison.*"\n'
+            '      sinks:\n'
+            '          - poison_sink\n'
+            'sinks:\n'
+            '    - name: poison_sink\n'
+            '      publishers:\n'
+            '          - http://127.0.0.1:%d/refused\n'
+            '    - name: doctor_inspector_sink') % services.free_port())
+        self.assertIn('poison_sink', text)
+        path = os.path.join(self.stack.workdir, 'poison_pipeline.yaml')
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def test_poison_dead_lettered_after_the_limit(self):
+        # The install guide's policy, on the test's vhost.
+        base._ctl('set_policy', '-p', self.broker.vhost, '--apply-to',
+                  'queues', 'doctor-ext-dead-letter',
+                  '^(notifications|versioned_notifications)\\.',
+                  json.dumps({'dead-letter-exchange':
+                              'doctor-ext.dead-letter',
+                              'delivery-limit': self.DELIVERY_LIMIT}))
+        self.stack.event_pipeline = self.poison_pipeline()
+        vms = self.vms(20, hosts=['compute-1'])
+        alarms = self.alarm_rows(vms)
+        agent = self.start_agent()
+        tally = base.Tally('poison', 'a notification whose publishing '
+                           'always fails, between 20 valid faults')
+        tally.expected = set(alarms)
+        poison_id = 'poison-%s' % uuid.uuid4().hex[:8]
+        # Every service of a cloud on quorum queues says so, nova-compute
+        # included.
+        self.bus = base.NovaBus(self.broker.url, quorum=True)
+        self.addCleanup(self.bus.close)
+        started = time.monotonic()
+        items = list(vms.items())
+        for vm, (project, host) in items[:10]:
+            self.bus.instance_update(vm, project, host)
+        url = self.broker.url.replace('rabbit://', 'amqp://', 1)
+        with kombu.Connection(url) as conn:
+            conn.Producer().publish(
+                json.dumps({'oslo.version': '2.0', 'oslo.message': json.dumps(
+                    {'message_id': poison_id, 'event_type': 'poison.test',
+                     'publisher_id': 'fuzz', 'priority': 'INFO',
+                     'payload': {'x': 1},
+                     'timestamp': '2026-01-01 00:00:00.000000'})}),
+                exchange=kombu.Exchange('nova', type='topic', durable=True),
+                routing_key='notifications.info',
+                content_type='application/json', content_encoding='utf-8')
+        for vm, (project, host) in items[10:]:
+            self.bus.instance_update(vm, project, host)
+        tally.sent = 21
+        self.wait_alarms(alarms, 60)
+        base.poll(lambda: 'Dead-lettered notification %s ' % poison_id
+                  in self.log_of(agent), 60, 'the poison to be dead-lettered')
+        self.wait_drained(60)
+        tally.recover = time.monotonic() - started
+        tally.recover_what = 'sent -> all notified, poison dead-lettered'
+        log = self.log_of(agent)
+        requeued = log.count('Requeueing notification %s ' % poison_id)
+        tally.extra = {'deliveries_of_the_poison': requeued,
+                       'delivery_limit': self.DELIVERY_LIMIT}
+        self.record(tally.count(self.received()))
+        self.assertEqual(0, tally.lost)
+        self.assertEqual(0, tally.unexpected)
+        # Delivered once, then again up to the limit: never for ever.
+        self.assertEqual(self.DELIVERY_LIMIT + 1, requeued)
+        self.assertEqual(1, log.count('Dead-lettered notification %s '
+                                      '(event_type poison.test, publisher '
+                                      'fuzz) from queue notifications.info, '
+                                      'reason delivery_limit' % poison_id))
+        self.assertEqual((1, 0), self.queues()['doctor-ext.parked'])
 
 
 class TestFuzzedAlarmRules(base.FaultTest):

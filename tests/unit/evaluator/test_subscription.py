@@ -8,6 +8,7 @@ from oslo_config import cfg
 import oslo_messaging
 from oslotest import base
 
+from doctor_ext import broker
 from doctor_ext.evaluator import subscription
 from tests import fixtures as doctor_fixtures
 
@@ -32,7 +33,7 @@ class TestSubscription(base.BaseTestCase):
     def subscribe(self):
         got, connected = [], threading.Event()
         sub = subscription.Subscription(
-            subscription.kombu_url(self.conf, URL), self.exchange,
+            broker.kombu_url(self.conf, URL), self.exchange,
             'notifications.info', got.append, on_connect=connected.set)
         sub.start()
         self.addCleanup(sub.wait)
@@ -69,12 +70,3 @@ class TestSubscription(base.BaseTestCase):
         sub.wait()
         doctor_fixtures.poll(lambda: not self.queue_exists(sub.name), 10,
                              'the queue to be deleted')
-
-    def test_not_rabbit_has_no_url(self):
-        self.assertIsNone(subscription.kombu_url(self.conf, 'fake://'))
-        self.assertEqual(
-            'amqp://u%40x:p%3Aw@h1:5673/v%2F1;amqp://u%40x:p%3Aw@h2:5672/'
-            'v%2F1',
-            subscription.kombu_url(self.conf,
-                                   'rabbit://u%40x:p%3Aw@h1:5673,'
-                                   'u%40x:p%3Aw@h2/v%2F1'))

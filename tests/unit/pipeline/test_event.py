@@ -110,6 +110,9 @@ class TestDoctorEventPipeline(base.BaseTestCase):
                              payload={'instance_id': 'vm-1',
                                       'tenant_id': 'p1',
                                       'state': 'error'})]))
+        self.assertIn("Requeueing notification m-1 (event_type "
+                      "'compute.instance.update'): a publisher failed",
+                      self.log.output)
 
     def test_enabled_beside_event_says_so(self):
         self.manager()
