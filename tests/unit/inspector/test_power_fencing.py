@@ -191,3 +191,20 @@ class PowerFencingTest(base.BaseTestCase):
             'hostname': 'compute-3'}))
         inspector.recovery.sweep()
         self.assertTrue(self.nova.service('compute-3')['forced_down'])
+
+    def test_new_fault_during_the_hold_cancels_the_recovery(self):
+        inspector = self.make(recovery='power_on', recovery_hold_time=0)
+        fault = inspector.handle(host_down('compute-3'))
+        self.assertTrue(fault.done.wait(30))
+        inspector.handle(events.make_event('compute.host.up', {
+            'hostname': 'compute-3'}))
+        again = inspector.handle(host_down('compute-3'))
+        self.assertTrue(again.done.wait(30))
+        inspector.recovery.sweep()
+        self.assertTrue(self.nova.service('compute-3')['forced_down'])
+        self.assertEqual([], [e for b in self.engine.owner_batches
+                              for e in b
+                              if e.event_type == 'compute.instance.recovered'])
+        row = inspector.power.ledger.get(fault.record.fault_id)
+        self.assertEqual(('logical', None), (row['state'],
+                                             row['recover_at']))
