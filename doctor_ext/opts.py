@@ -9,8 +9,8 @@ def list_opts():
     from doctor_ext.evaluator import engine
     from doctor_ext.evaluator import store
     from doctor_ext.evaluator import sync
+    from doctor_ext.inspector import core
     from doctor_ext.inspector import fencing
-    from doctor_ext.inspector import hook
     from doctor_ext.inspector import maintenance
     from doctor_ext.inspector import power_fencing
     from doctor_ext.inspector import recovery
@@ -19,7 +19,7 @@ def list_opts():
     from doctor_ext.pipeline import dead_letter
     from doctor_ext.publisher import direct
     return [
-        (hook.GROUP, hook.OPTS),
+        (core.GROUP, core.OPTS),
         (report_check.GROUP, report_check.OPTS),
         (maintenance.GROUP, maintenance.OPTS),
         (fencing.GROUP, list(itertools.chain(fencing.OPTS,

@@ -18,9 +18,9 @@ import time
 
 from oslo_config import cfg
 
-from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.notifier import client
 from doctor_ext.notifier import http
+from doctor_ext_lab import consumer as consumer_mod
 
 BODY = json.dumps({'alarm_name': 'n', 'alarm_id': 'a', 'severity': 'critical',
                    'previous': 'ok', 'current': 'alarm', 'reason': 'r',

@@ -1,7 +1,7 @@
 """NFVI maintenance: owners warned, host emptied, administrator told.
 
 The administrator puts a compute host into maintenance the way operators
-already do, and the inspector (:mod:`.hook`) hands the events to the
+already do, and the inspector (:mod:`.core`) hands the events to the
 :class:`MaintenanceTracker`:
 
 * Nova's versioned ``service.update`` of a ``nova-compute`` service with
@@ -26,27 +26,23 @@ already do, and the inspector (:mod:`.hook`) hands the events to the
   host a ``compute.instance.maintenance`` with ``state=maintenance_complete``.
 
 The state of each host in maintenance is kept in memory and written to a
-small JSON file per host under ``state_dir`` (restored when the agent
-restarts). :func:`read_states` and the command line :func:`status_main`
-(``python -m doctor_ext.inspector.maintenance [--config-file FILE]
-[--json] [HOST...]``) read those files.
+small JSON file per host under ``state_dir`` (:mod:`.maintenance_state`,
+restored when the agent restarts). ``doctor-maintenance-status``
+(:mod:`doctor_ext.cmd.maintenance_status`, also ``python -m
+doctor_ext.inspector.maintenance [--config-file FILE] [--json] [HOST...]``)
+reads those files.
 """
 
-import argparse
-import datetime
-import json
-import os
 import re
 import sys
 import threading
 import time
-import urllib.parse
-import uuid
 
 from oslo_config import cfg
 from oslo_log import log
 
 from doctor_ext.evaluator import events as events_mod
+from doctor_ext.inspector import maintenance_state as state_mod
 from doctor_ext.inspector import resource_map
 
 LOG = log.getLogger(__name__)
@@ -99,13 +95,12 @@ NOVA_COMPUTE = 'nova-compute'
 OWNER_EVENT = 'compute.instance.maintenance'
 HOST_EMPTY_EVENT = 'maintenance.host.empty'
 HOST_COMPLETE_EVENT = 'maintenance.host.complete'
-IN_MAINTENANCE = 'maintenance'
+IN_MAINTENANCE = state_mod.IN_MAINTENANCE
 COMPLETE = 'maintenance_complete'
 START_EVENTS = ('maintenance.host',)
 END_EVENTS = ('maintenance.host.end',)
 END_STATES = ('MAINTENANCE_COMPLETE',)
 SOURCE = 'doctor-ext'
-STATE_SUFFIX = '.json'
 
 
 def register_opts(conf):
@@ -114,122 +109,6 @@ def register_opts(conf):
 
 def _flag(value):
     return str(value).strip().lower() in ('1', 'true', 'yes')
-
-
-def _utc(epoch):
-    return datetime.datetime.fromtimestamp(
-        epoch, datetime.timezone.utc).replace(tzinfo=None)
-
-
-def _iso(value):
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        value = _utc(value)
-    return value.isoformat() + 'Z'
-
-
-def _parse_iso(text):
-    if not text:
-        return None
-    return events_mod.parse_datetime(text)
-
-
-def _when(value):
-    """A naive UTC datetime from a datetime trait (or its text), or None."""
-    try:
-        return _parse_iso(value)
-    except (TypeError, ValueError):
-        LOG.warning('Ignoring a maintenance window time that is not a '
-                    'date: %r', value)
-        return None
-
-
-def state_file(state_dir, host):
-    return os.path.join(state_dir,
-                        urllib.parse.quote(host, safe='') + STATE_SUFFIX)
-
-
-class HostMaintenance:
-    """One host's maintenance, as the tracker and the state file see it."""
-
-    def __init__(self, host, reason, source, session_id=None, project=None,
-                 window_start=None, window_end=None, started=None):
-        self.host = host
-        self.reason = reason
-        self.source = source
-        self.session_id = session_id or str(uuid.uuid4())
-        self.project = project
-        self.started = started or time.time()
-        self.window_start = _when(window_start) or _utc(self.started)
-        self.window_end = _when(window_end)
-        self.owners = {}          # instance_id -> project_id, warned
-        self.notified = None      # when the owners were told
-        self.ready = False        # owners told: emptiness may be reported
-        self.empty_since = None
-        self.admin_notified = None
-        self.migrations = {}      # instance_id -> Nova's answer
-        self.migration_requested = None
-        self.times = {}
-        self.saved = None         # remaining ids last written
-
-    def to_dict(self, remaining, admin_project=None):
-        projects = {}
-        for inst in remaining:
-            projects.setdefault(inst.project_id, []).append(
-                inst.instance_id)
-        return {
-            'host': self.host,
-            'state': 'empty' if not remaining and self.ready
-            else IN_MAINTENANCE,
-            'reason': self.reason,
-            'source': self.source,
-            'session_id': self.session_id,
-            'admin_project_id': admin_project,
-            'started': _iso(self.started),
-            'window_start': _iso(self.window_start),
-            'window_end': _iso(self.window_end),
-            'owners_notified': _iso(self.notified),
-            'instances_warned': len(self.owners),
-            'projects_warned': len(set(self.owners.values())),
-            'owners': dict(self.owners),
-            'remaining': sorted(
-                ({'instance_id': i.instance_id, 'project_id': i.project_id,
-                  'user_id': i.user_id} for i in remaining),
-                key=lambda r: (r['project_id'] or '', r['instance_id'])),
-            'remaining_by_project': {p: sorted(ids) for p, ids in
-                                     sorted(projects.items())},
-            'empty_since': _iso(self.empty_since),
-            'admin_notified': _iso(self.admin_notified),
-            'migration_requested': _iso(self.migration_requested),
-            'migrations': dict(self.migrations),
-            'updated': _iso(time.time()),
-        }
-
-    @classmethod
-    def from_dict(cls, data):
-        started = _parse_iso(data.get('started'))
-        rec = cls(data['host'], data.get('reason'), data.get('source'),
-                  session_id=data.get('session_id'),
-                  project=data.get('admin_project_id'),
-                  window_start=_parse_iso(data.get('window_start')),
-                  window_end=_parse_iso(data.get('window_end')),
-                  started=started.replace(
-                      tzinfo=datetime.timezone.utc).timestamp()
-                  if started else None)
-        rec.owners = dict(data.get('owners') or {})
-        notified = _parse_iso(data.get('owners_notified'))
-        rec.notified = notified.replace(
-            tzinfo=datetime.timezone.utc).timestamp() if notified else None
-        rec.ready = True
-        admin = _parse_iso(data.get('admin_notified'))
-        rec.admin_notified = admin.replace(
-            tzinfo=datetime.timezone.utc).timestamp() if admin else None
-        rec.migrations = dict(data.get('migrations') or {})
-        requested = _parse_iso(data.get('migration_requested'))
-        rec.migration_requested = requested.replace(
-            tzinfo=datetime.timezone.utc).timestamp() if requested else None
-        return rec
 
 
 class MaintenanceTracker:
@@ -255,7 +134,7 @@ class MaintenanceTracker:
         self._thread = None
         self._ignored = [re.compile(r) for r in
                          self._opts.ignore_disabled_reasons if r]
-        self._io_warned = False
+        self._files = None
 
     # -- life cycle --------------------------------------------------------
     def start(self):
@@ -406,8 +285,9 @@ class MaintenanceTracker:
                 LOG.info('Host %s already in maintenance (%s); ignoring %s',
                          host, self._hosts[host].reason, source)
                 return None
-            rec = HostMaintenance(host, reason, source, session_id, project,
-                                  window_start, window_end)
+            rec = state_mod.HostMaintenance(host, reason, source, session_id,
+                                            project, window_start,
+                                            window_end)
             self._hosts[host] = rec
         rec.times['received'] = received
         instances = self.map.on_host(host)
@@ -468,7 +348,7 @@ class MaintenanceTracker:
             'session_id': rec.session_id,
             'window_start': rec.window_start,
             'window_end': rec.window_end,
-            'migrate_at': _utc(at) if at is not None else None,
+            'migrate_at': state_mod.utc(at) if at is not None else None,
             'source': SOURCE,
         })
 
@@ -669,9 +549,18 @@ class MaintenanceTracker:
         self._save(rec.host, force=True)
 
     # -- state files ---------------------------------------------------------
-    def _save(self, host, force=False):
+    def _state_files(self):
+        """The state files of ``[doctor_maintenance] state_dir``, or None."""
         state_dir = self._opts.state_dir
         if not state_dir:
+            return None
+        if self._files is None or self._files.state_dir != state_dir:
+            self._files = state_mod.StateFiles(state_dir)
+        return self._files
+
+    def _save(self, host, force=False):
+        files = self._state_files()
+        if files is None:
             return
         with self._io_lock:
             rec = self._hosts.get(host)
@@ -682,57 +571,21 @@ class MaintenanceTracker:
             if not force and rec.saved == ids:
                 return
             data = rec.to_dict(remaining, self._admin_project(rec))
-            path = state_file(state_dir, host)
-            try:
-                os.makedirs(state_dir, exist_ok=True)
-                tmp = '%s.%d.tmp' % (path, os.getpid())
-                with open(tmp, 'w') as f:
-                    json.dump(data, f, indent=1, sort_keys=True)
-                os.replace(tmp, path)
+            if files.write(host, data):
                 rec.saved = ids
-            except OSError as e:
-                self._io_error('Cannot write the maintenance state of host '
-                               '%s to %s: %s' % (host, path, e))
 
     def _remove_state(self, host):
-        state_dir = self._opts.state_dir
-        if not state_dir:
+        files = self._state_files()
+        if files is None:
             return
         with self._io_lock:
-            try:
-                os.unlink(state_file(state_dir, host))
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                self._io_error('Cannot remove the maintenance state of host '
-                               '%s: %s' % (host, e))
-
-    def _io_error(self, message):
-        # Once at WARNING, then at DEBUG: the state lives on in memory.
-        if self._io_warned:
-            LOG.debug('%s', message)
-        else:
-            self._io_warned = True
-            LOG.warning('%s (the state stays in memory and in this log)',
-                        message)
+            files.remove(host)
 
     def _restore(self):
-        state_dir = self._opts.state_dir
-        if not state_dir:
+        files = self._state_files()
+        if files is None:
             return
-        try:
-            states = read_states(state_dir)
-        except OSError as e:
-            LOG.warning('Cannot read the maintenance states in %s: %s',
-                        state_dir, e)
-            return
-        for data in states:
-            try:
-                rec = HostMaintenance.from_dict(data)
-            except (KeyError, TypeError, ValueError) as e:
-                LOG.error('Ignoring maintenance state %s: %s',
-                          data.get('_file'), e)
-                continue
+        for rec, data in files.restore():
             with self._lock:
                 self._hosts.setdefault(rec.host, rec)
             LOG.warning('Host %s still in maintenance since %s (%s; from %s'
@@ -750,126 +603,7 @@ class MaintenanceTracker:
                           for k, v in sorted(values.items())))
 
 
-# -- reading the state files (doctor-maintenance-status) -------------------
-
-def read_states(state_dir, hosts=None):
-    """The state dicts of the hosts in maintenance, from ``state_dir``.
-
-    A missing directory means no host in maintenance. Each dict also has
-    ``_file``, the file it came from.
-    """
-    try:
-        names = sorted(os.listdir(state_dir))
-    except FileNotFoundError:
-        return []
-    wanted = set(hosts or ())
-    out = []
-    for name in names:
-        if not name.endswith(STATE_SUFFIX):
-            continue
-        path = os.path.join(state_dir, name)
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except (OSError, ValueError) as e:
-            LOG.warning('Cannot read %s: %s', path, e)
-            continue
-        if not isinstance(data, dict) or 'host' not in data:
-            continue
-        if wanted and data['host'] not in wanted:
-            continue
-        data['_file'] = path
-        out.append(data)
-    return out
-
-
-def format_state(data):
-    """Lines an operator reads for one host."""
-    lines = []
-    window = data.get('window_start') or data.get('started')
-    if data.get('window_end'):
-        window = '%s - %s' % (window, data['window_end'])
-    lines.append('%s: %s since %s (%s; via %s; session %s)' % (
-        data['host'], 'in maintenance, EMPTY' if data['state'] == 'empty'
-        else 'in maintenance', data.get('started'), data.get('reason'),
-        data.get('source'), data.get('session_id')))
-    lines.append('  window: %s' % window)
-    lines.append('  owners warned: %s (%d instance(s) of %d project(s))' % (
-        data.get('owners_notified'), data.get('instances_warned', 0),
-        data.get('projects_warned', 0)))
-    by_project = data.get('remaining_by_project') or {}
-    lines.append('  remaining: %d instance(s) of %d project(s)' % (
-        sum(len(v) for v in by_project.values()), len(by_project)))
-    for project, ids in by_project.items():
-        lines.append('    project %s: %s' % (project, ' '.join(ids)))
-    if data.get('migration_requested'):
-        failed = {k: v for k, v in (data.get('migrations') or {}).items()
-                  if v != 'ok'}
-        lines.append('  live migration requested at %s: %d accepted, %d '
-                     'refused' % (data['migration_requested'],
-                                  len(data.get('migrations') or {}) -
-                                  len(failed), len(failed)))
-        for server, why in sorted(failed.items()):
-            lines.append('    %s: %s' % (server, why))
-    if data.get('admin_notified'):
-        lines.append('  administrator told it is empty: %s (project %s)' % (
-            data['admin_notified'], data.get('admin_project_id')))
-    lines.append('  updated: %s' % data.get('updated'))
-    return lines
-
-
-def _state_dir_from_config(config_files):
-    conf = cfg.ConfigOpts()
-    register_opts(conf)
-    args = []
-    for path in config_files:
-        args += ['--config-file', path]
-    conf(args, project='ceilometer',
-         default_config_files=None if not config_files else [])
-    return conf[GROUP].state_dir
-
-
-def status_main(argv=None):
-    """``doctor-maintenance-status [--state-dir DIR] [--json] [HOST...]``."""
-    p = argparse.ArgumentParser(
-        prog='doctor-maintenance-status',
-        description='Hosts in maintenance, as ceilometer-agent-notification '
-                    '(doctor-ext) tracks them: which instances remain on '
-                    'them, whose, and whether the administrator was told '
-                    'they are empty.')
-    p.add_argument('hosts', nargs='*', metavar='HOST')
-    p.add_argument('--state-dir',
-                   help='[%s] state_dir of the agent (default: read from '
-                        'the config files)' % GROUP)
-    p.add_argument('--config-file', action='append', default=[],
-                   help='the agent\'s ceilometer.conf (default: '
-                        '/etc/ceilometer/ceilometer.conf if present)')
-    p.add_argument('--json', action='store_true', help='print JSON')
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    state_dir = args.state_dir or _state_dir_from_config(args.config_file)
-    if not state_dir:
-        print('no [%s] state_dir configured' % GROUP, file=sys.stderr)
-        return 2
-    try:
-        states = read_states(state_dir, args.hosts)
-    except OSError as e:
-        print('cannot read %s: %s' % (state_dir, e), file=sys.stderr)
-        return 2
-    found = {s['host'] for s in states}
-    if args.json:
-        for s in states:
-            s.pop('_file', None)
-        print(json.dumps(states, indent=2, sort_keys=True))
-        return 0
-    for s in states:
-        print('\n'.join(format_state(s)))
-    for host in args.hosts:
-        if host not in found:
-            print('%s: not in maintenance' % host)
-    if not args.hosts and not states:
-        print('no host in maintenance (%s)' % state_dir)
-    return 0
-
-
 if __name__ == '__main__':
-    sys.exit(status_main())
+    # python -m doctor_ext.inspector.maintenance: doctor-maintenance-status.
+    from doctor_ext.cmd import maintenance_status
+    sys.exit(maintenance_status.main())

@@ -32,8 +32,8 @@ from oslo_config import cfg
 import oslo_messaging
 import testtools
 
-from doctor_ext.lab import services
 from doctor_ext.monitor import report
+from doctor_ext_lab import services
 from tests.functional import base as fbase
 
 RESULTS = (os.environ.get('DOCTOR_FAULTS_RESULTS') or

@@ -27,10 +27,11 @@ from doctor_ext.data import trait_plugins
 from doctor_ext.db import leases
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
-from doctor_ext.inspector import hook
+from doctor_ext.inspector import core
+from doctor_ext.inspector import faults
 from doctor_ext.inspector import journal
 from doctor_ext.inspector import resource_map
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 from tests.faults import fuzz
 from tests import fixtures as doctor_fixtures
 
@@ -207,7 +208,7 @@ class TestFaultEventIds(base.BaseTestCase):
     def test_derived_from_the_report_and_the_instance(self):
         conf = cfg.ConfigOpts()
         conf([], project='doctor-test')
-        inspector = hook.Inspector(conf, engine=None, fencer=None,
+        inspector = core.Inspector(conf, engine=None, fencer=None,
                                    rmap=resource_map.ResourceMap(),
                                    journal=object())
         self.addCleanup(inspector.stop)
@@ -215,7 +216,7 @@ class TestFaultEventIds(base.BaseTestCase):
                                      'ACTIVE') for i in range(3)]
 
         def make(message_id):
-            return hook.HostFault(journal.Fault(
+            return faults.HostFault(journal.Fault(
                 host='compute-1', message_id=message_id, instances=vms))
         fault = make('report-1')
         ids = [e.message_id for e in inspector.fault_events(fault)]

@@ -32,7 +32,7 @@ from stevedore import extension
 
 from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import rules
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 from tests.faults import base
 from tests.faults import fuzz
 

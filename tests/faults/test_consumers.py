@@ -12,7 +12,7 @@ import re
 import time
 import urllib.parse
 
-from doctor_ext.lab import consumer as consumer_mod
+from doctor_ext_lab import consumer as consumer_mod
 from tests.faults import base
 from tests.functional import base as fbase
 

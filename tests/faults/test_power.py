@@ -15,7 +15,7 @@ import re
 import subprocess
 import time
 
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 from tests.faults import base
 from tests.functional import base as fbase
 from tests.functional import test_power_fencing as power_base

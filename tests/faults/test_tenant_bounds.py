@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 from tests.faults import base
 from tests.functional import base as fbase
 

@@ -12,9 +12,9 @@ import os
 import fixtures
 from oslotest import base
 
-from doctor_ext.lab import consumer as consumer_mod
-from doctor_ext.lab import nova as nova_mod
-from doctor_ext.lab import services
+from doctor_ext_lab import consumer as consumer_mod
+from doctor_ext_lab import nova as nova_mod
+from doctor_ext_lab import services
 from tests import fixtures as doctor_fixtures
 
 POSTGRES = os.environ.get('DOCTOR_TEST_POSTGRES',

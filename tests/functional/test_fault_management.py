@@ -7,8 +7,8 @@ import time
 
 import testtools
 
-from doctor_ext.lab import netns
 from doctor_ext.monitor import ping
+from doctor_ext_lab import netns
 from tests.functional import base
 
 

@@ -15,9 +15,10 @@ from oslo_config import cfg
 import oslo_messaging
 
 from doctor_ext.inspector import maintenance
-from doctor_ext.lab import consumer as consumer_mod
+from doctor_ext.inspector import maintenance_state
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
+from doctor_ext_lab import consumer as consumer_mod
 from tests.functional import base
 
 HOST = 'compute-1'
@@ -123,7 +124,7 @@ class MaintenanceTest(base.FunctionalTest):
         return got
 
     def state(self, host=HOST):
-        states = maintenance.read_states(self.state_dir, [host])
+        states = maintenance_state.read_states(self.state_dir, [host])
         return states[0] if states else None
 
     def remaining(self, host=HOST):
@@ -361,5 +362,5 @@ class TestMaintenanceNotification(MaintenanceTest):
             self.assertEqual(['maintenance', 'maintenance_complete'], states)
         base.poll(lambda: self.state() is None, 10,
                   'the state file to be removed')
-        self.assertEqual([], maintenance.read_states(self.state_dir))
+        self.assertEqual([], maintenance_state.read_states(self.state_dir))
         self.wait_for_log('maintenance ended (maintenance.host.end)')

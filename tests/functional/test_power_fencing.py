@@ -8,7 +8,7 @@ the host is really fenced; Doctor's own alarm works as before.
 
 import os
 
-from doctor_ext.lab import redfish
+from doctor_ext_lab import redfish
 from tests.functional import base
 
 HOSTS = ('compute-1', 'compute-2')

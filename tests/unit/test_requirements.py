@@ -1,9 +1,10 @@
 """The requirement files say what the code imports, and nothing else.
 
 * Every module from outside the standard library that ``doctor_ext/``
-  imports comes from a distribution of requirements.txt; one that tests/
-  or tools/ import, from requirements.txt or test-requirements.txt. The
-  benchmark's matplotlib and psutil are in tox.ini's bench env.
+  imports comes from a distribution of requirements.txt; one that the lab
+  (``lab/``) imports, from requirements.txt or lab/requirements.txt (the
+  benchmark's matplotlib and psutil are in tox.ini's bench env); one that
+  tests/ or tools/ import, from those or test-requirements.txt.
 * Every requirement is imported somewhere, except the few that are used
   without an import (:data:`NOT_IMPORTED`).
 * lower-constraints.txt pins each requirement of requirements.txt at its
@@ -76,7 +77,7 @@ def imports(*dirs):
                                          os.path.relpath(path, ROOT))
     return {m: p for m, p in found.items()
             if m not in sys.stdlib_module_names and
-            m not in ('doctor_ext', 'tests')}
+            m not in ('doctor_ext', 'doctor_ext_lab', 'tests')}
 
 
 def bench_deps():
@@ -93,6 +94,7 @@ class TestRequirements(base.BaseTestCase):
         super().setUp()
         self.runtime = requirements('requirements.txt')
         self.test = requirements('test-requirements.txt')
+        self.lab = requirements('lab/requirements.txt')
         self.providers = importlib.metadata.packages_distributions()
 
     def distributions(self, module):
@@ -106,20 +108,27 @@ class TestRequirements(base.BaseTestCase):
                 if not self.distributions(module) & declared]
 
     def test_product_imports_are_in_requirements(self):
-        declared = set(self.runtime) | bench_deps()
+        declared = set(self.runtime)
         self.assertEqual([], self.undeclared(imports('doctor_ext'),
                                              declared))
 
+    def test_lab_imports_are_declared(self):
+        declared = set(self.runtime) | set(self.lab) | bench_deps()
+        self.assertEqual([], self.undeclared(imports('lab/doctor_ext_lab'),
+                                             declared))
+
     def test_test_and_tool_imports_are_declared(self):
-        declared = set(self.runtime) | set(self.test)
+        declared = set(self.runtime) | set(self.test) | set(self.lab)
         self.assertEqual([], self.undeclared(imports('tests', 'tools'),
                                              declared))
 
     def test_every_requirement_is_used(self):
-        imported = {d for module in imports('doctor_ext', 'tests', 'tools')
+        scanned = imports('doctor_ext', 'lab/doctor_ext_lab', 'tests',
+                          'tools')
+        imported = {d for module in scanned
                     for d in self.distributions(module)}
-        unused = sorted((set(self.runtime) | set(self.test)) - imported -
-                        set(NOT_IMPORTED))
+        unused = sorted((set(self.runtime) | set(self.test) |
+                         set(self.lab)) - imported - set(NOT_IMPORTED))
         self.assertEqual([], unused)
 
     def test_lower_constraints_pin_the_minimums(self):

@@ -1,8 +1,8 @@
 """Schema migrations of doctor-ext's tables (alembic).
 
-``doctor-ext-dbsync`` (:func:`main`) brings the tables to the newest
-revision, as ``aodh-dbsync`` does for Aodh's; run it once per upgrade, from
-any one host. The revision is kept in a table of its own,
+``doctor-ext-dbsync`` (:mod:`doctor_ext.cmd.dbsync`) brings the tables to
+the newest revision, as ``aodh-dbsync`` does for Aodh's; run it once per
+upgrade, from any one host. The revision is kept in a table of its own,
 ``doctor_ext_alembic_version``, so that it never meets Aodh's
 ``alembic_version`` in the same database.
 
@@ -11,13 +11,11 @@ A new revision: ``alembic -c doctor_ext/db/migration/alembic.ini revision
 """
 
 import os
-import sys
 
 from alembic import command
 from alembic import config as alembic_config
 from alembic import migration
 from alembic import script
-from oslo_config import cfg
 import sqlalchemy as sa
 
 VERSION_TABLE = 'doctor_ext_alembic_version'
@@ -62,21 +60,3 @@ def current(url):
 def head():
     """The newest revision this package knows."""
     return script.ScriptDirectory.from_config(_config(None)).get_current_head()
-
-
-def main(argv=None):
-    """``doctor-ext-dbsync``: create or upgrade doctor-ext's tables."""
-    from doctor_ext.evaluator import store
-    conf = cfg.ConfigOpts()
-    store.register_opts(conf)
-    conf(sys.argv[1:] if argv is None else argv, project='ceilometer',
-         description='Create or upgrade the tables of doctor-ext in the '
-                     'Aodh database named by [doctor_evaluator] '
-                     'aodh_connection.')
-    if not conf.doctor_evaluator.aodh_connection:
-        sys.stderr.write('doctor-ext-dbsync: [doctor_evaluator] '
-                         'aodh_connection is not set\n')
-        return 2
-    upgrade(conf.doctor_evaluator.aodh_connection)
-    print('doctor-ext tables at revision %s' % head())
-    return 0

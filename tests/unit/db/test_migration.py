@@ -7,6 +7,7 @@ from oslotest import base
 import sqlalchemy as sa
 import testscenarios
 
+from doctor_ext.cmd import dbsync
 from doctor_ext.db import migration
 from doctor_ext.db import models
 from tests import fixtures as doctor_fixtures
@@ -60,8 +61,8 @@ class TestMigration(base.BaseTestCase):
         with open(conf, 'w') as f:
             f.write('[doctor_evaluator]\naodh_connection = %s\n'
                     % self.db.url)
-        self.assertEqual(0, migration.main(['--config-file', conf]))
+        self.assertEqual(0, dbsync.main(['--config-file', conf]))
         self.assertEqual(migration.head(), migration.current(self.db.url))
 
     def test_dbsync_without_a_database_says_so(self):
-        self.assertEqual(2, migration.main([]))
+        self.assertEqual(2, dbsync.main([]))

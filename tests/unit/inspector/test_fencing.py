@@ -12,7 +12,7 @@ from oslo_config import fixture as config_fixture
 from oslotest import base
 
 from doctor_ext.inspector import fencing
-from doctor_ext.lab import nova as nova_double
+from doctor_ext_lab import nova as nova_double
 
 
 class FencerTestCase(base.BaseTestCase):

@@ -16,14 +16,14 @@ from oslotest import base
 
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
+from doctor_ext.inspector import core
 from doctor_ext.inspector import fencing
-from doctor_ext.inspector import hook
 from doctor_ext.inspector import instances
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import report_check
-from doctor_ext.lab import nova as nova_mod
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
+from doctor_ext_lab import nova as nova_mod
 from tests import fixtures as doctor_fixtures
 
 
@@ -92,10 +92,10 @@ class InspectorTest(base.BaseTestCase):
 
     def make(self, engine=None, journal=None, **overrides):
         for k, v in overrides.items():
-            self.conf.set_override(k, v, hook.GROUP)
+            self.conf.set_override(k, v, core.GROUP)
         fencer = fencing.NovaFencer(self.conf)
         self.addCleanup(fencer.close)
-        inspector = hook.Inspector(self.conf, engine or self.engine, fencer,
+        inspector = core.Inspector(self.conf, engine or self.engine, fencer,
                                    instances.SharedResourceMap(self.store),
                                    journal or self.journal)
         self.addCleanup(inspector.stop)
@@ -217,7 +217,7 @@ class InspectorTest(base.BaseTestCase):
         store = store_mod.AodhStore(conf)
         fencer = fencing.NovaFencer(self.conf)
         self.addCleanup(fencer.close)
-        inspector = hook.Inspector(self.conf, self.engine, fencer,
+        inspector = core.Inspector(self.conf, self.engine, fencer,
                                    instances.SharedResourceMap(store),
                                    journal_mod.FaultJournal(store, 'x'))
         self.addCleanup(inspector.stop)
@@ -250,7 +250,7 @@ class InspectorTest(base.BaseTestCase):
         journal = journal_mod.FaultJournal(store, 'agent-c')
         fencer = fencing.NovaFencer(self.conf)
         self.addCleanup(fencer.close)
-        inspector = hook.Inspector(self.conf, self.engine, fencer,
+        inspector = core.Inspector(self.conf, self.engine, fencer,
                                    instances.SharedResourceMap(store),
                                    journal)
         fault = inspector.handle(host_down('compute-1'))

@@ -17,16 +17,19 @@ from oslo_config import fixture as config_fixture
 from oslotest import base
 from stevedore import extension
 
+from doctor_ext.cmd import maintenance_status
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
+from doctor_ext.inspector import core
+from doctor_ext.inspector import faults
 from doctor_ext.inspector import fencing
-from doctor_ext.inspector import hook
 from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import maintenance_state
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
-from doctor_ext.lab import nova as nova_double
 from doctor_ext import opts
+from doctor_ext_lab import nova as nova_double
 from tests import fixtures as doctor_fixtures
 
 DEFINITIONS = os.path.join(
@@ -134,7 +137,7 @@ class MaintenanceTestCase(base.BaseTestCase):
             resource_map.Instance('c1', 'pc', 'uc', 'compute-1'),
             resource_map.Instance('a9', 'pa', 'ua', 'compute-2'),
         ])
-        self.inspector = hook.Inspector(self.conf, self.engine, self.fencer,
+        self.inspector = core.Inspector(self.conf, self.engine, self.fencer,
                                         rmap=self.map)
         self.addCleanup(self.inspector.stop)
         self.tracker = self.inspector.maintenance
@@ -151,7 +154,7 @@ class MaintenanceTestCase(base.BaseTestCase):
         return self.inspector.handle(service_update(host, 1, reason))
 
     def state(self, host='compute-1'):
-        states = maintenance.read_states(self.state_dir, [host])
+        states = maintenance_state.read_states(self.state_dir, [host])
         return states[0] if states else None
 
 
@@ -209,7 +212,7 @@ class TestEnter(MaintenanceTestCase):
     def test_forced_down_stays_a_fault(self):
         fault = self.inspector.handle(service_update(
             'compute-1', 1, 'broken', forced_down=1))
-        self.assertIsInstance(fault, hook.HostFault)
+        self.assertIsInstance(fault, faults.HostFault)
         self.assertFalse(self.tracker.in_maintenance('compute-1'))
         # The fault events, not maintenance ones.
         self.assertEqual([], self.engine.of_type(maintenance.OWNER_EVENT))
@@ -271,7 +274,7 @@ class TestEnter(MaintenanceTestCase):
     def test_map_not_loaded_owners_from_nova_never_empty_early(self):
         self.fencer.servers = [
             fencing.ServerRef('x1', 'px', 'ux', 'compute-1', 'ACTIVE', 'x1')]
-        inspector = hook.Inspector(self.conf, self.engine, self.fencer)
+        inspector = core.Inspector(self.conf, self.engine, self.fencer)
         self.addCleanup(inspector.stop)
         self.map = inspector.map     # a new map, not loaded from Nova yet
         self.assertFalse(self.map.loaded.is_set())
@@ -289,7 +292,7 @@ class TestEnter(MaintenanceTestCase):
         self.assertEqual(1, len(self.admin_events()))
 
     def test_instances_the_map_did_not_know_are_warned_later(self):
-        inspector = hook.Inspector(self.conf, self.engine, self.fencer)
+        inspector = core.Inspector(self.conf, self.engine, self.fencer)
         self.addCleanup(inspector.stop)
         self.fencer.servers_on_host = mock.Mock(
             side_effect=fencing.FencingError('Nova is down'))
@@ -471,7 +474,7 @@ class TestStateFiles(MaintenanceTestCase):
 
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            self.assertEqual(0, maintenance.status_main(
+            self.assertEqual(0, maintenance_status.main(
                 ['--state-dir', self.state_dir]))
         text = out.getvalue()
         self.assertIn('compute-1: in maintenance since', text)
@@ -480,14 +483,14 @@ class TestStateFiles(MaintenanceTestCase):
 
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            maintenance.status_main(['--state-dir', self.state_dir,
+            maintenance_status.main(['--state-dir', self.state_dir,
                                      '--json', 'compute-1'])
         (data,) = json.loads(out.getvalue())
         self.assertEqual('maintenance', data['state'])
 
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            maintenance.status_main(['--state-dir', self.state_dir,
+            maintenance_status.main(['--state-dir', self.state_dir,
                                      'compute-2'])
         self.assertEqual('compute-2: not in maintenance\n', out.getvalue())
 
@@ -498,7 +501,7 @@ class TestStateFiles(MaintenanceTestCase):
             f.write('[doctor_maintenance]\nstate_dir = %s\n' % other)
         out = io.StringIO()
         with mock.patch('sys.stdout', out):
-            maintenance.status_main(['--config-file', conf_file])
+            maintenance_status.main(['--config-file', conf_file])
         self.assertEqual('no host in maintenance (%s)\n' % other,
                          out.getvalue())
 
@@ -507,7 +510,7 @@ class TestStateFiles(MaintenanceTestCase):
         session = self.state()['session_id']
         self.inspector.stop()
         engine = RecordingEngine(self.store)
-        inspector = hook.Inspector(self.conf, engine, self.fencer,
+        inspector = core.Inspector(self.conf, engine, self.fencer,
                                    rmap=self.map)
         self.addCleanup(inspector.stop)
         inspector.maintenance.start()

@@ -7,8 +7,8 @@ from oslotest import base
 
 from doctor_ext.inspector import bmc as bmc_mod
 from doctor_ext.inspector import power
-from doctor_ext.lab import redfish
-from doctor_ext.lab import services
+from doctor_ext_lab import redfish
+from doctor_ext_lab import services
 
 PASSWORD = 'fence-pw-Zq9'
 

@@ -14,15 +14,15 @@ from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import guard
-from doctor_ext.inspector import hook
+from doctor_ext.inspector import core
 from doctor_ext.inspector import instances
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import power as power_mod
 from doctor_ext.inspector import power_fencing
 from doctor_ext.inspector import recovery
 from doctor_ext.inspector import report_check
-from doctor_ext.lab import nova as nova_mod
-from doctor_ext.lab import redfish
+from doctor_ext_lab import nova as nova_mod
+from doctor_ext_lab import redfish
 from tests import fixtures as doctor_fixtures
 from tests.unit.inspector import test_hook
 
@@ -74,7 +74,7 @@ class PowerFencingTest(base.BaseTestCase):
             self.conf.set_override(k, v, power_fencing.GROUP)
         fencer = fencing.NovaFencer(self.conf)
         self.addCleanup(fencer.close)
-        inspector = hook.Inspector(self.conf, self.engine, fencer,
+        inspector = core.Inspector(self.conf, self.engine, fencer,
                                    instances.SharedResourceMap(self.store),
                                    self.journal)
         self.addCleanup(inspector.stop)
@@ -134,7 +134,7 @@ class PowerFencingTest(base.BaseTestCase):
     def test_policy_minor_fault_not_powered_off(self):
         inspector = self.make()
         self.conf.set_override('fence_severities', ['critical', 'minor'],
-                               hook.GROUP)
+                               core.GROUP)
         fault = inspector.handle(host_down('compute-2', severity='minor'))
         self.assertTrue(fault.done.wait(30))
         self.assertEqual('On', self.emulator.power_state('compute-2'))

@@ -8,7 +8,7 @@ import time
 
 from oslotest import base
 
-from doctor_ext.lab import consumer as lab_consumer
+from doctor_ext_lab import consumer as lab_consumer
 
 
 class ConsumerTestCase(base.BaseTestCase):

@@ -14,7 +14,7 @@ import oslo_messaging
 from oslotest import base
 import requests
 
-from doctor_ext.lab import nova as nova_double
+from doctor_ext_lab import nova as nova_double
 
 
 class Client:

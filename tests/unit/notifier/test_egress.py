@@ -12,11 +12,11 @@ from oslotest import base
 
 from doctor_ext.evaluator import store
 from doctor_ext.inspector import fencing
-from doctor_ext.lab import consumer as lab_consumer
 from doctor_ext.notifier import client
 from doctor_ext.notifier import egress
 from doctor_ext.notifier import http as notifier_http
 from doctor_ext.notifier import models
+from doctor_ext_lab import consumer as lab_consumer
 from tests import fixtures as doctor_fixtures
 
 

@@ -19,8 +19,8 @@ from oslo_config import fixture as config_fixture
 from oslo_utils import netutils
 from oslotest import base
 
-from doctor_ext.lab import consumer as lab_consumer
 from doctor_ext.notifier import http as notifier_http
+from doctor_ext_lab import consumer as lab_consumer
 
 REQUEST_ID_RE = r'^req-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-' \
                 r'[0-9a-f]{12}$'

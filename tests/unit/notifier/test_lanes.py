@@ -6,10 +6,10 @@ import time
 
 from oslotest import base
 
-from doctor_ext.lab import consumer as lab_consumer
 from doctor_ext.notifier import http as notifier_http
 from doctor_ext.notifier import lanes
 from doctor_ext.notifier import models
+from doctor_ext_lab import consumer as lab_consumer
 from tests import fixtures as doctor_fixtures
 
 poll = doctor_fixtures.poll

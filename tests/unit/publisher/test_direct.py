@@ -18,14 +18,15 @@ from oslotest import base
 
 from doctor_ext.evaluator import engine as engine_mod
 from doctor_ext.evaluator import events
+from doctor_ext.inspector import core
 from doctor_ext.inspector import hook
 from doctor_ext.inspector import journal
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
-from doctor_ext.lab import consumer as consumer_mod
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
 from doctor_ext.publisher import direct
+from doctor_ext_lab import consumer as consumer_mod
 from tests import fixtures as doctor_fixtures
 
 
@@ -192,9 +193,9 @@ class DeliveryTest(_AgentTest):
                           actions=[self.consumer.url('/host')],
                           repeat_actions=True)
         report_check.register_opts(self.conf)
-        hook.register_opts(self.conf)
+        core.register_opts(self.conf)
         self.conf.set_override('secret', 'shared', report_check.GROUP)
-        self.conf.set_override('fence', False, hook.GROUP)
+        self.conf.set_override('fence', False, core.GROUP)
         ep = self.endpoint()
 
         def down(host, secret=None):

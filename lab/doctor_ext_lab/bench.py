@@ -5,7 +5,7 @@ vhost, Aodh database (PostgreSQL) and Nova double, and the same consumers:
 
 * stock: a Doctor sample-style inspector, ``ceilometer-agent-notification``
   with the stock event pipeline (``notifier://?topic=alarm.all``),
-  ``aodh-listener`` and ``aodh-notifier`` (:mod:`doctor_ext.lab.stock`);
+  ``aodh-listener`` and ``aodh-notifier`` (:mod:`doctor_ext_lab.stock`);
 * doctor-ext: ``ceilometer-agent-notification`` with doctor-ext.
 
 Runs alternate between the two so that drift hits both. Scenarios: one
@@ -25,10 +25,10 @@ import time
 import uuid
 import warnings
 
-from doctor_ext.lab import consumer as consumer_mod
-from doctor_ext.lab import nova as nova_mod
-from doctor_ext.lab import services
-from doctor_ext.lab import stock as stock_mod
+from doctor_ext_lab import consumer as consumer_mod
+from doctor_ext_lab import nova as nova_mod
+from doctor_ext_lab import services
+from doctor_ext_lab import stock as stock_mod
 
 PIPELINES = ['stock', 'doctor_ext']
 

@@ -6,12 +6,10 @@ and the ping monitor; creates one Doctor alarm per VM through Aodh's API;
 fails a host carrying ``--vms`` VMs by taking its network link down, and
 prints the Doctor timeline (T00..T09) of the fault, in ms from T00.
 
-``--maintenance`` runs the planned-maintenance scenario instead;
-``--power-fencing`` the fault scenario with power fencing through a Redfish
-BMC (:mod:`doctor_ext.lab.power_demo`).
+``--maintenance`` runs the planned-maintenance scenario instead
+(:mod:`.maintenance_demo`; both are started by :mod:`.cli`).
 """
 
-import argparse
 import json
 import os
 import platform
@@ -23,9 +21,8 @@ import sys
 import threading
 import time
 import urllib.parse
-import warnings
 
-from doctor_ext.lab import netns
+from doctor_ext_lab import netns
 
 CHECKPOINTS = [
     ('T00', 'fault injected (host link down)'),
@@ -88,9 +85,9 @@ class Demo:
 
     # -- set-up ------------------------------------------------------------
     def setup(self):
-        from doctor_ext.lab import consumer as consumer_mod
-        from doctor_ext.lab import nova as nova_mod
-        from doctor_ext.lab import services
+        from doctor_ext_lab import consumer as consumer_mod
+        from doctor_ext_lab import nova as nova_mod
+        from doctor_ext_lab import services
 
         a = self.args
         transport = a.transport_url or 'rabbit://guest:guest@127.0.0.1:5672/'
@@ -312,34 +309,6 @@ def print_timeline(result):
     return verdict
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog='doctor-ext-demo',
-                                description=__doc__.split('\n\n')[0])
-    p.add_argument('--vms', type=int, default=10,
-                   help='VMs on the failing host (default 10)')
-    p.add_argument('--projects', type=int, default=3,
-                   help='projects owning them (default 3)')
-    p.add_argument('--transport-url',
-                   help='use this broker as is (default: a vhost of our own '
-                        'on the local RabbitMQ)')
-    p.add_argument('--db-url',
-                   help='Aodh database server (e.g. postgresql://'
-                        'postgres@127.0.0.1/postgres); default: SQLite')
-    p.add_argument('--json', metavar='FILE', help='write the result here')
-    p.add_argument('--maintenance', action='store_true',
-                   help='run the planned-maintenance scenario')
-    p.add_argument('--power-fencing', action='store_true',
-                   help='power the failing host off through its (emulated) '
-                        'BMC; owners are told twice')
-    p.add_argument('--nova-latency', type=float, default=0.0,
-                   help='modeled latency of each Nova call, in ms')
-    p.add_argument('--ping-interval', type=float, default=0.05)
-    p.add_argument('--misses', type=int, default=3)
-    p.add_argument('--timeout', type=float, default=30.0)
-    p.add_argument('--keep-workdir', action='store_true')
-    return p.parse_args(argv)
-
-
 def run(demo, scenario):
     """Set up ``demo``, run ``scenario()``, tear down.
 
@@ -355,7 +324,7 @@ def run(demo, scenario):
         say('interrupted')
         return None, 130
     except Exception as e:
-        from doctor_ext.lab import services
+        from doctor_ext_lab import services
         if isinstance(e, (DemoError, services.StackError)):
             print('ERROR: %s' % e, file=sys.stderr)
             return None, 2
@@ -364,17 +333,8 @@ def run(demo, scenario):
         demo.teardown()
 
 
-def main(argv=None):
-    # oslo.service warns that eventlet is deprecated when Ceilometer's
-    # modules load: true, but not this command's business.
-    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.maintenance:
-        from doctor_ext.lab import maintenance_demo
-        return maintenance_demo.main(args)
-    if args.power_fencing:
-        from doctor_ext.lab import power_demo
-        return power_demo.main(args)
+def main(args):
+    """The fault scenario with the arguments of :mod:`.cli`."""
     demo = Demo(args)
     result, code = run(demo, demo.run_fault)
     if code is not None:
@@ -385,7 +345,3 @@ def main(argv=None):
             json.dump(result, f, indent=2, sort_keys=True)
         say('wrote %s' % args.json)
     return 0 if verdict == 'PASS' else 1
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 
-from doctor_ext.lab import demo as demo_mod
+from doctor_ext_lab import demo as demo_mod
 
 CHECKPOINTS = [
     ('M00', 'maintenance requested (service disabled, Nova)'),
@@ -70,7 +70,7 @@ class MaintenanceDemo(demo_mod.Demo):
         return list(self.owner_users)
 
     def agent_options(self):
-        from doctor_ext.lab import consumer as consumer_mod
+        from doctor_ext_lab import consumer as consumer_mod
         self.state_dir = tempfile.mkdtemp(prefix='doctor-maintenance-')
         self.admin_consumer = consumer_mod.Consumer().start()
         return {
@@ -109,7 +109,7 @@ class MaintenanceDemo(demo_mod.Demo):
                  'value': v} for k, v in query.items()]}})
 
     def start_monitor(self, transport_url):
-        from doctor_ext.lab import services
+        from doctor_ext_lab import services
         # No monitor: nothing fails. Wait for the versioned topic instead.
         services.wait_for(
             lambda: (self.stack.broker.consumers(
@@ -151,8 +151,8 @@ class MaintenanceDemo(demo_mod.Demo):
                 if r.path == OWNER_PATH]
 
     def remaining(self):
-        from doctor_ext.inspector import maintenance
-        states = maintenance.read_states(self.state_dir, [self.failing])
+        from doctor_ext.inspector import maintenance_state
+        states = maintenance_state.read_states(self.state_dir, [self.failing])
         return len(states[0]['remaining']) if states else None
 
     def admin(self, path):

@@ -6,7 +6,7 @@ import uuid
 import fixtures
 from oslotest import base
 
-from doctor_ext.monitor import cli
+from doctor_ext.cmd import monitor as cli
 
 
 class CliTest(base.BaseTestCase):

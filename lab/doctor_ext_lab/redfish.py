@@ -20,7 +20,7 @@ import fixtures
 import requests
 import yaml
 
-from doctor_ext.lab import services
+from doctor_ext_lab import services
 
 NAMESPACE = uuid.UUID('0b8f6f0e-7a51-4f1c-a7a2-2f5c1c9e8d31')
 

@@ -30,8 +30,8 @@ from novaclient import client as nova_client
 from oslo_config import cfg
 import oslo_messaging
 
-from doctor_ext.lab import services
 from doctor_ext.monitor import report
+from doctor_ext_lab import services
 
 STOCK_DATA = os.path.join(os.path.dirname(ceilometer.__file__), 'pipeline',
                           'data')

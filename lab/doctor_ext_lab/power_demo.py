@@ -19,7 +19,7 @@ import os
 import tempfile
 import time
 
-from doctor_ext.lab import demo as demo_mod
+from doctor_ext_lab import demo as demo_mod
 
 CHECKPOINTS = [
     ('P00', 'fault injected (host link down)'),
@@ -50,7 +50,7 @@ class PowerDemo(demo_mod.Demo):
         self.emulator = None
 
     def agent_options(self):
-        from doctor_ext.lab import redfish
+        from doctor_ext_lab import redfish
         say('starting the Redfish emulator (sushy-tools, fake driver): one '
             'system per compute host')
         self.emulator = redfish.RedfishEmulator(

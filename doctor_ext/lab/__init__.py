@@ -1,1 +1,0 @@
-"""doctor_ext.lab."""

@@ -1,0 +1,1 @@
+"""doctor_ext_lab."""
