@@ -12,9 +12,9 @@ from oslotest import base
 
 from doctor_ext.evaluator import events
 from doctor_ext.evaluator import store as store_mod
+from doctor_ext.inspector import core
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import guard
-from doctor_ext.inspector import core
 from doctor_ext.inspector import instances
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import power as power_mod
