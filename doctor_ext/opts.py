@@ -7,6 +7,7 @@ def list_opts():
     """Options read inside ceilometer-agent-notification."""
     from doctor_ext.db import leases
     from doctor_ext.evaluator import engine
+    from doctor_ext.evaluator import recorder
     from doctor_ext.evaluator import store
     from doctor_ext.evaluator import sync
     from doctor_ext.inspector import core
@@ -28,7 +29,7 @@ def list_opts():
             power_fencing.list_opts(), recovery.OPTS))),
         (direct.GROUP, direct.OPTS),
         (engine.GROUP, list(itertools.chain(engine.OPTS, store.OPTS,
-                                            sync.OPTS))),
+                                            sync.OPTS, recorder.OPTS))),
         (http.GROUP, http.list_opts()),
         (leases.GROUP, leases.OPTS),
         (dead_letter.GROUP, dead_letter.OPTS),

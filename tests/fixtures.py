@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import os
+import re
 import threading
 import time
 import uuid
@@ -206,6 +207,73 @@ class AodhDatabase(fixtures.Fixture):
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(
                 sa.select(table).where(table.c.alarm_id == alarm_id))]
+
+
+GRANTS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'doc', 'source', 'grants')
+
+
+def grant_statements(backend, database, user, password):
+    """The install guide's grant SQL for the agent's user, one by one.
+
+    For the database named ``database`` and the user ``user``.
+    """
+    with open(os.path.join(GRANTS, '%s.sql' % backend)) as f:
+        text = '\n'.join(line for line in f.read().splitlines()
+                         if not line.lstrip().startswith('--'))
+    text = text.replace('doctor_agent', user).replace('AGENT_DBPASS',
+                                                      password)
+    if backend == 'mysql':
+        text = re.sub(r'\baodh\.', database + '.', text)
+    else:
+        text = text.replace('DATABASE aodh', 'DATABASE ' + database)
+    return [s.strip() for s in text.split(';') if s.strip()]
+
+
+class AgentDbUser(fixtures.Fixture):
+    """A database user with only the grants of the install guide.
+
+    ``admin_url``: the database (of Aodh's and doctor-ext's tables) as its
+    owner; ``url``: the same database as the new user, dropped at clean-up.
+    """
+
+    def __init__(self, admin_url):
+        super().__init__()
+        self.admin_url = admin_url
+
+    def _setUp(self):
+        admin_url = sa.engine.make_url(self.admin_url)
+        if admin_url.drivername == 'mysql':
+            admin_url = admin_url.set(drivername='mysql+pymysql')
+        backend = admin_url.get_backend_name()
+        user = 'doctor_agent_%s' % uuid.uuid4().hex[:10]
+        password = uuid.uuid4().hex
+        admin = sa.create_engine(admin_url, isolation_level='AUTOCOMMIT')
+        self.addCleanup(admin.dispose)
+
+        def drop():
+            with admin.connect() as conn:
+                if backend == 'postgresql':
+                    conn.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM "
+                        "pg_stat_activity WHERE usename = '%s'" % user)
+                    conn.exec_driver_sql('DROP OWNED BY %s' % user)
+                    conn.exec_driver_sql('DROP ROLE %s' % user)
+                else:
+                    conn.exec_driver_sql("DROP USER '%s'@'%%%%'" % user)
+        statements = grant_statements(backend, admin_url.database, user,
+                                      password)
+        if backend == 'mysql':
+            # PyMySQL formats the statement with its (no) parameters.
+            statements = [s.replace('%', '%%') for s in statements]
+        with admin.connect() as conn:
+            conn.exec_driver_sql(statements[0])
+            self.addCleanup(drop)
+            for statement in statements[1:]:
+                conn.exec_driver_sql(statement)
+        self.user = user
+        self.url = admin_url.set(username=user, password=password,
+                                 ).render_as_string(hide_password=False)
 
 
 class RecordingNotifier:

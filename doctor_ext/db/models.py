@@ -110,6 +110,22 @@ outbox = sa.Table(
     sa.Index('ix_doctor_outbox_state_lease', 'state', 'lease_until'),
 )
 
+# The host reports (signed fault and maintenance reports) seen by any agent
+# within their time window: a replay that reaches another agent is refused
+# there too (doctor_ext.inspector.replays).
+reports = sa.Table(
+    'doctor_report', metadata,
+    # sha256 (hex) of the report's identity: its event type and
+    # monitor_event_id, or session, host and state.
+    sa.Column('report_key', sa.String(64), primary_key=True),
+    # The message that carried it first: the same message redelivered is
+    # not a replay.
+    sa.Column('message_id', sa.String(_HOST), nullable=False),
+    # Past this, the time window refuses the report anyway; the sweep
+    # purges the row.
+    _ts('expires_at', nullable=False, index=True),
+)
+
 fences = sa.Table(
     'doctor_fence', metadata,
     # One row per fault the policy fences (doctor_fault.fault_id).

@@ -119,8 +119,10 @@ class Engine:
         self.index = index
         self.store = store
         self._notifier = notifier
-        self.recorder = recorder or recorder_mod.Recorder(
-            db_api.background(store))
+        self.recorder = recorder or recorder_mod.build(
+            conf, db_api.background(store))
+        # Aodh's [DEFAULT] record_history: False, no history rows.
+        self.record_history = recorder_mod.history_enabled(conf)
         self.sync = sync
         self.claims = claims_mod.ClaimGroup()
         state = conf[leases.GROUP]
@@ -216,7 +218,7 @@ class Engine:
                 # Queued before the history row: written with or before it.
                 self.recorder.state(firing.alarm.alarm_id, firing.reason)
                 firing.alarm.state = rules.ALARM
-            if not firing.recorded:
+            if not firing.recorded and self.record_history:
                 # Not written with the claim (the database was down): the
                 # recorder writes it when it is back.
                 self.recorder.history(self._change(firing, now))
@@ -245,7 +247,8 @@ class Engine:
         notes = {f: self._owed(f) for f in candidates + list(repeating)}
         owed_rows = [row for pairs in notes.values() for _, row in pairs]
         now = timeutils.utcnow()
-        changes = [self._change(f, now) for f in notes]
+        changes = ([self._change(f, now) for f in notes]
+                   if self.record_history else [])
         deferred = False
         down = self._db_down
         if down is not None and down == getattr(self.recorder, 'written',

@@ -57,7 +57,7 @@ def get_inspector(conf):
             engine = engine_mod.get_engine(conf)
             _INSPECTOR = core.Inspector(
                 conf, engine, fencing.NovaFencer(conf),
-                check=report_check.get_check(conf))
+                check=report_check.get_check(conf, engine))
             _INSPECTOR.start()
         return _INSPECTOR
 

@@ -20,8 +20,10 @@ and the reason, and one count in :attr:`ReportCheck.refused`. Every other
 event passes unchecked (Nova's ``service.update`` and ``compute.instance.*``
 are trusted: see ``doc/source/security.rst``).
 
-The memory of the reports seen (:class:`ReplayMemory`) is in this process
-only: another agent does not know what this one has seen.
+The memory of the reports seen is shared by every agent through Aodh's
+database (:class:`doctor_ext.inspector.replays.SharedReplayMemory`), so a
+replay is refused by whichever agent receives it; without a database
+(tests, tools) it is :class:`ReplayMemory`, this process's own.
 """
 
 import collections
@@ -32,6 +34,7 @@ from oslo_config import cfg
 from oslo_log import log
 from oslo_utils import timeutils
 
+from doctor_ext.inspector import replays
 from doctor_ext.monitor import signing
 
 LOG = log.getLogger(__name__)
@@ -58,6 +61,8 @@ OPTS = [
 NO_SECRET = 'no secret'
 # Refusals of one message logged once, though two plugins check it.
 LOGGED_MEMORY = 4096
+# Seconds between two purges of the shared replay memory.
+PURGE_EVERY = 60.0
 
 
 def register_opts(conf):
@@ -65,7 +70,7 @@ def register_opts(conf):
 
 
 class ReplayMemory:
-    """The reports seen recently, in this process.
+    """The reports seen recently, in this process only.
 
     ``seen(key, message_id, until)`` is True when another message already
     carried the report ``key``; the memory of it lasts until ``until`` (a
@@ -124,7 +129,11 @@ class ReportCheck:
                       ', '.join(sorted(signing.SIGNED_FIELDS)))
 
     def accept(self, event):
-        """True if ``event`` may be acted on; a refusal is logged here."""
+        """True if ``event`` may be acted on; a refusal is logged here.
+
+        :raises StoreUnavailable: the shared replay memory cannot be read
+            (requeue the report).
+        """
         if (event.event_type not in signing.SIGNED_FIELDS or
                 not self._opts.verify):
             return True
@@ -175,12 +184,22 @@ _CHECK = None
 _LOCK = threading.Lock()
 
 
-def get_check(conf):
-    """The process-wide check, shared by the inspector and ``doctor://``."""
+def get_check(conf, engine=None):
+    """The process-wide check, shared by the inspector and ``doctor://``.
+
+    With the evaluator ``engine`` of an agent whose Aodh database is
+    configured, the replay memory is that database's, shared by every
+    agent, and the engine's sweeper purges it.
+    """
     global _CHECK
     with _LOCK:
         if _CHECK is None:
-            _CHECK = ReportCheck(conf)
+            memory = None
+            if engine is not None and engine.store.configured:
+                memory = replays.SharedReplayMemory(engine.store)
+                engine.sweeper.add('old report ids', memory.purge,
+                                   every=PURGE_EVERY)
+            _CHECK = ReportCheck(conf, memory)
             _CHECK.warn_if_off()
         return _CHECK
 

@@ -81,7 +81,7 @@ class DirectPublisher(publisher.ConfigPublisherBase):
         self._engine = engine_mod.get_engine(conf)
         self._journal = journal.FaultJournal(self._engine.store,
                                              self._engine.owner)
-        self._check = report_check.get_check(conf)
+        self._check = report_check.get_check(conf, self._engine)
         LOG.info('doctor publisher loaded%s',
                  ' (relaying to topic %s)' % topic if topic else '')
 

@@ -14,6 +14,9 @@ Doctor alarm per VM (a report handled twice would notify twice):
 
 The forged, unsigned and replayed reports fence nothing and notify nobody;
 the signed ones do both. Each refusal is one line in the agent's log.
+
+With two agents, the replay is refused by the agent that never saw the
+original (the replay memory is in the database they share).
 """
 
 import time
@@ -50,6 +53,26 @@ class TestSignedReports(base.FaultTest):
         return [c for vm in vms
                 for c in self.nova.calls_to('servers/%s/action$' % vm)]
 
+    def handled_then_up(self, vms, alarms, agent=None):
+        """A signed report of replayed-host handled, then the host up.
+
+        Returns the report's payload, to be replayed.
+        """
+        genuine = report.build_report('replayed-host', monitor='ping')
+        genuine = signing.sign(self.stack.report_secret, genuine['type'],
+                               genuine)
+        self.send(genuine)
+        self.wait_alarms(alarms, 20)
+        base.poll(lambda: len(self.resets(vms)) == VMS_PER_HOST, 20,
+                  'replayed-host fenced')
+        # Nova's own notifications of the fence are handled, then the host
+        # comes back: a replay would be handled as a new fault.
+        self.assertTrue(self.nova.flush_notifications(20))
+        self.wait_drained()
+        self.reporter.report('replayed-host', status='up')
+        self.wait_for_log('Host replayed-host is back', agent=agent)
+        return genuine
+
     def test_only_signed_reports_fence_and_notify(self):
         vms = {h: self.add_vms(h, VMS_PER_HOST, repeat=True) for h in HOSTS}
         alarms = {h: {a for _, a in v.values()} for h, v in vms.items()}
@@ -59,19 +82,8 @@ class TestSignedReports(base.FaultTest):
         tally.expected = alarms['replayed-host'] | alarms['signed-host']
         started = time.monotonic()
 
-        genuine = report.build_report('replayed-host', monitor='ping')
-        genuine = signing.sign(self.stack.report_secret, genuine['type'],
-                               genuine)
-        self.send(genuine)
-        self.wait_alarms(alarms['replayed-host'], 20)
-        base.poll(lambda: len(self.resets(vms['replayed-host'])) ==
-                  VMS_PER_HOST, 20, 'replayed-host fenced')
-        # Nova's own notifications of the fence are handled, then the host
-        # comes back: a replay would be handled as a new fault.
-        self.assertTrue(self.nova.flush_notifications(20))
-        self.wait_drained()
-        self.reporter.report('replayed-host', status='up')
-        self.wait_for_log('Host replayed-host is back')
+        genuine = self.handled_then_up(vms['replayed-host'],
+                                       alarms['replayed-host'])
 
         self.send(genuine)
         self.make_reporter('guessed-secret').report('forged-host')
@@ -115,3 +127,42 @@ class TestSignedReports(base.FaultTest):
                 '(host %s,' % host in line and '): %s' % reason in line
                 for line in refusals), refusals)
         self.assertTrue(agent.alive())
+
+    def test_a_replay_reaching_another_agent_is_refused(self):
+        """Two agents: the replay reaches the one that never saw it."""
+        vms = {h: self.add_vms(h, VMS_PER_HOST, repeat=True)
+               for h in ('replayed-host', 'signed-host')}
+        alarms = {h: {a for _, a in v.values()} for h, v in vms.items()}
+        first = self.start_agent()
+        tally = base.Tally('shared-replays', 'a signed report replayed to '
+                           'another agent than the one that handled it')
+        tally.expected = alarms['replayed-host'] | alarms['signed-host']
+        started = time.monotonic()
+        genuine = self.handled_then_up(vms['replayed-host'],
+                                       alarms['replayed-host'], first)
+        # The other agent alone from now on: it never saw the original.
+        second = self.start_agent()
+        first.stop()
+        self.stack.processes.remove(first)
+        self.stack.agents.remove(first)
+        self.send(genuine)
+        self.reporter.report('signed-host')
+        tally.sent = 4
+        self.wait_alarms(alarms['signed-host'], 20)
+        base.poll(lambda: 'replayed' in self.log_of(second), 20,
+                  'the replay refused')
+        self.assertTrue(self.nova.flush_notifications(20))
+        self.wait_drained()
+        tally.recover = time.monotonic() - started
+        tally.recover_what = 'first report -> queues drained'
+        self.record(tally.count(self.received()))
+        self.assertEqual(0, tally.lost)
+        self.assertEqual(0, tally.duplicated)
+        self.assertEqual(0, tally.unexpected)
+        self.assertEqual(1, len(self.forced_down_calls('replayed-host')))
+        self.assertEqual(VMS_PER_HOST, len(self.resets(vms['replayed-host'])))
+        refusals = [line for line in self.log_of(second).splitlines()
+                    if 'Refused ' in line]
+        self.assertEqual(1, len(refusals), refusals)
+        self.assertIn('(host replayed-host,', refusals[0])
+        self.assertIn('): replayed', refusals[0])

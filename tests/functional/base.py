@@ -35,6 +35,8 @@ def instance_of(received):
 class FunctionalTest(base.BaseTestCase):
     PROJECTS = ('project-a', 'project-b', 'project-c')
     agent_options = {}
+    # The server of the test's Aodh database.
+    db_url = POSTGRES
 
     def setUp(self):
         super().setUp()
@@ -49,7 +51,7 @@ class FunctionalTest(base.BaseTestCase):
                 consumer_mod.ConsumerFixture()).consumer
         self.stack = services.Stack(
             self.nova.credentials(), transport_url=self.broker.url,
-            db_url=POSTGRES, agent_options=self.agent_options)
+            db_url=self.db_url, agent_options=self.agent_options)
         self.stack.broker = self.broker
         self.addCleanup(self.stack.cleanup)
         self.stack.db.start()

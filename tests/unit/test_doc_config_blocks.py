@@ -71,6 +71,9 @@ PROGRAMS = {
          'oslo.log', 'oslo.messaging', 'oslo.middleware.cors',
          'oslo.middleware.healthcheck', 'oslo.middleware.http_proxy_to_wsgi',
          'oslo.policy', 'oslo.reports', 'osprofiler'], []),
+    # doctor-ext-dbsync's own file (the tables' owner's connection).
+    'dbsync.conf': (_generator_namespaces(
+        'etc/ceilometer/doctor-ext-config-generator.conf'), []),
     'monitor.conf': (
         _generator_namespaces('etc/doctor-monitor-config-generator.conf'),
         []),

@@ -69,10 +69,32 @@ class EngineTest(base.BaseTestCase):
         history = self.db.history(a)
         self.assertEqual(1, len(history))
         self.assertEqual('state transition', history[0]['type'])
-        self.assertEqual('p1', history[0]['on_behalf_of'])
+        # The alarm's project and user.
+        self.assertEqual(('p1', 'p1', 'u-p1'),
+                         (history[0]['on_behalf_of'],
+                          history[0]['project_id'], history[0]['user_id']))
         # Non-repeating: a second event does not fire again.
         self.assertEqual([], self.engine.evaluate([vm_event('vm-1')]))
         self.assertEqual(2, len(sent))
+
+    def test_no_history_when_aodh_records_none(self):
+        aodh_conf = self.useFixture(fixtures.TempDir()).join('aodh.conf')
+        with open(aodh_conf, 'w') as f:
+            f.write('[DEFAULT]\nrecord_history = False\n')
+        self.conf.set_override('aodh_config_file', aodh_conf,
+                               group='doctor_notifier')
+        engine = self.make_engine()
+        once = self.db.add_alarm(query=doctor_query('vm-1'))
+        repeating = self.db.add_alarm(query=doctor_query('vm-1'),
+                                      repeat_actions=True)
+        self.load(engine)
+        self.assertEqual(2, len(engine.evaluate([vm_event('vm-1')])))
+        self.assertTrue(engine.recorder.wait_idle(10))
+        self.assertEqual(['alarm', 'alarm'],
+                         [self.db.state(a) for a in (once, repeating)])
+        self.assertEqual([[], []],
+                         [self.db.history(a) for a in (once, repeating)])
+        self.assertEqual(2, len(engine.notifier.sent))
 
     def test_repeating_alarm_fires_every_time(self):
         a = self.db.add_alarm(query=doctor_query('vm-1'),

@@ -5,18 +5,25 @@ Ceilometer's own converter with our event definitions.
 """
 
 import datetime
+import threading
+import time
 import uuid
 
 import fixtures
 from oslo_config import cfg
 from oslo_utils import timeutils
 from oslotest import base
+import testscenarios
 
 from doctor_ext.evaluator import events
+from doctor_ext.evaluator import store as store_mod
+from doctor_ext.inspector import replays
 from doctor_ext.inspector import report_check
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
 from tests import fixtures as doctor_fixtures
+
+load_tests = testscenarios.load_tests_apply_scenarios
 
 SECRET = 'shared-secret'
 
@@ -170,3 +177,82 @@ class ReplayMemoryTest(base.BaseTestCase):
         now[0] = 800.0
         memory.seen('new', 'm-4', until=900.0)
         self.assertEqual(1, len(memory))
+
+
+class SharedReplayTest(base.BaseTestCase):
+    """Two agents on one database, on PostgreSQL and MariaDB."""
+
+    scenarios = doctor_fixtures.BACKENDS
+
+    def setUp(self):
+        super().setUp()
+        self.db = self.useFixture(doctor_fixtures.AodhDatabase(
+            self.backend))
+        doctor_fixtures.event_converter()
+        self.useFixture(fixtures.FakeLogger())
+        self.checks = [self.agent(), self.agent()]
+
+    def agent(self):
+        conf = doctor_fixtures.store_conf(self.db.url)
+        report_check.register_opts(conf)
+        conf.set_override('secret', SECRET, report_check.GROUP)
+        store = store_mod.AodhStore(conf)
+        self.addCleanup(store.dispose)
+        return report_check.ReportCheck(
+            conf, replays.SharedReplayMemory(store))
+
+    def test_a_replay_is_refused_by_the_other_agent(self):
+        signed = signed_down()
+        first = event_of(signed)
+        self.assertTrue(self.checks[0].accept(first))
+        # The same message redelivered to the other agent: not a replay.
+        self.assertTrue(self.checks[1].accept(first))
+        # The same report in another message, at the other agent.
+        self.assertFalse(self.checks[1].accept(event_of(signed)))
+        self.assertEqual({signing.REPLAYED: 1}, dict(self.checks[1].refused))
+        # Another report is not held up.
+        self.assertTrue(self.checks[1].accept(event_of(signed_down())))
+
+    def test_two_agents_at_once_one_accepts(self):
+        signed = signed_down()
+        events_ = [event_of(signed) for _ in range(2)]
+        accepted = []
+        start = threading.Barrier(2)
+
+        def agent(n):
+            start.wait(10)
+            accepted.append(self.checks[n].accept(events_[n]))
+        threads = [threading.Thread(target=agent, args=(n,))
+                   for n in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual([False, True], sorted(accepted))
+
+    def test_purged_once_the_window_closed(self):
+        memory = replays.SharedReplayMemory(self.checks[0].memory._store)
+        self.assertFalse(memory.seen(('compute.host.down', 'old'), 'm-1',
+                                     until=time.time() - 1))
+        self.assertFalse(memory.seen(('compute.host.down', 'new'), 'm-2',
+                                     until=time.time() + 300))
+        # A report whose window closed, not yet purged: another message
+        # carrying it is not held for a replay (its window refuses it).
+        self.assertFalse(memory.seen(('compute.host.down', 'old'), 'm-3',
+                                     until=time.time() - 1))
+        self.assertEqual(1, memory.purge())
+        self.assertEqual(1, len(memory))
+        self.assertTrue(memory.seen(('compute.host.down', 'new'), 'm-4',
+                                    until=time.time() + 300))
+
+    def test_database_down_the_report_is_not_acted_on(self):
+        conf = doctor_fixtures.store_conf(
+            'postgresql://nobody@127.0.0.1:1/none')
+        report_check.register_opts(conf)
+        conf.set_override('secret', SECRET, report_check.GROUP)
+        store = store_mod.AodhStore(conf)
+        self.addCleanup(store.dispose)
+        check = report_check.ReportCheck(
+            conf, replays.SharedReplayMemory(store))
+        self.assertRaises(store_mod.StoreUnavailable, check.accept,
+                          event_of(signed_down()))
