@@ -95,7 +95,6 @@ class TestBmcFaults(power_base.PowerFencingTest, base.FaultTest):
         tally.sent = len(self.HOSTS)
         self.wait_alarms(tally.expected, 10)
         last = max(r.time for r in self.received() if r.path == '/failure')
-        self.assertLess(last - sent, fbase.REQUIREMENT)
         tally.extra['last_owner_ms'] = round((last - sent) * 1000, 1)
 
         # Every owner learns the outcome of its host's fencing.
