@@ -13,6 +13,8 @@ def list_opts():
     from doctor_ext.inspector import core
     from doctor_ext.inspector import fencing
     from doctor_ext.inspector import maintenance
+    from doctor_ext.inspector import power_fencing
+    from doctor_ext.inspector import recovery
     from doctor_ext.inspector import report_check
     from doctor_ext.notifier import http
     from doctor_ext.pipeline import dead_letter
@@ -23,6 +25,8 @@ def list_opts():
         (maintenance.GROUP, maintenance.OPTS),
         (fencing.GROUP, list(itertools.chain(fencing.OPTS,
                                              fencing.list_auth_opts()))),
+        (power_fencing.GROUP, list(itertools.chain(
+            power_fencing.list_opts(), recovery.OPTS))),
         (direct.GROUP, direct.OPTS),
         (engine.GROUP, list(itertools.chain(engine.OPTS, store.OPTS,
                                             sync.OPTS, recorder.OPTS))),

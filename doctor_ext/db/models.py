@@ -125,3 +125,25 @@ reports = sa.Table(
     # purges the row.
     _ts('expires_at', nullable=False, index=True),
 )
+
+fences = sa.Table(
+    'doctor_fence', metadata,
+    # One row per fault the policy fences (doctor_fault.fault_id).
+    sa.Column('fault_id', sa.String(36), primary_key=True),
+    sa.Column('host', sa.String(_HOST), nullable=False, index=True),
+    # The host's group in the BMC file (the storm guard's X %).
+    sa.Column('grp', sa.String(_HOST)),
+    # power | logical
+    sa.Column('method', sa.String(16), nullable=False),
+    # admitted | held | confirmed | powered_off | logical | failed |
+    # recovered
+    sa.Column('state', sa.String(16), nullable=False),
+    sa.Column('attempts', sa.Integer, nullable=False, default=0),
+    sa.Column('error', sa.Text),
+    # Who confirmed a held power-off (the operator's words).
+    sa.Column('confirmed_by', sa.String(_HOST)),
+    # When the host may be given back (recovery policy power_on).
+    _ts('recover_at', index=True),
+    _ts('created_at', nullable=False),
+    _ts('updated_at', nullable=False),
+)

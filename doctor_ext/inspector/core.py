@@ -48,6 +48,8 @@ from doctor_ext.inspector import instances as instances_mod
 from doctor_ext.inspector import journal as journal_mod
 from doctor_ext.inspector import maintenance
 from doctor_ext.inspector import map_loader
+from doctor_ext.inspector import power_fencing
+from doctor_ext.inspector import recovery as recovery_mod
 from doctor_ext.inspector import report_check
 
 LOG = log.getLogger(__name__)
@@ -117,9 +119,14 @@ class Inspector:
         # Host reports are acted on only if signed (report_check).
         self.check = check or report_check.ReportCheck(conf)
         self.loader = map_loader.MapLoader(self._opts, self.map, fencer)
+        # Power fencing through the BMCs, and the recovery policy.
+        self.power = power_fencing.PowerFencing(conf, engine)
+        self.recovery = recovery_mod.Recovery(
+            conf, engine, fencer, self.power.power, self.power.inventory)
         self.faults = faults_mod.FaultWork(self._opts, engine, fencer,
                                            self.journal,
-                                           self.loader.instances_of)
+                                           self.loader.instances_of,
+                                           self.power, self.recovery)
         # Host maintenance follows the map's changes (changes.Follower).
         self.maintenance = maintenance.MaintenanceTracker(
             conf, engine, self.map, fencer)
@@ -134,6 +141,7 @@ class Inspector:
     @engine.setter
     def engine(self, engine):
         self.faults.engine = engine
+        self.power.engine = self.recovery.engine = engine
 
     def start(self):
         if self.loader.start():
@@ -141,6 +149,7 @@ class Inspector:
             sweeper = getattr(self.engine, 'sweeper', None)
             if sweeper is not None:
                 sweeper.add('host faults', self.sweep)
+                sweeper.add('host recoveries', self.recovery.sweep)
 
     def stop(self):
         self.loader.stop()

@@ -20,6 +20,7 @@ from doctor_ext.evaluator import events as events_mod
 from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import journal as journal_mod
+from doctor_ext.inspector import power_fencing
 from doctor_ext.inspector import resource_map
 from doctor_ext import retry as retry_mod
 
@@ -49,6 +50,10 @@ class HostFault:
         self.instances = record.instances
         self.firings = []
         self.fenced = None
+        # Power fencing (power_fencing): power or logical, and the fencing
+        # state owners are told.
+        self.method = None
+        self.fencing = None
         self.reset = {}
         self.done = threading.Event()
 
@@ -90,14 +95,20 @@ class FaultWork:
     :param opts: the ``[doctor_inspector]`` options (:mod:`.core`).
     :param instances_of: ``host -> [Instance]`` or None when they cannot
         be known yet (:meth:`.map_loader.MapLoader.instances_of`).
+    :param power: the power step around the Nova fence
+        (:class:`.power_fencing.PowerFencing`).
+    :param recovery: the recovery policy (:class:`.recovery.Recovery`).
     """
 
-    def __init__(self, opts, engine, fencer, journal, instances_of):
+    def __init__(self, opts, engine, fencer, journal, instances_of, power,
+                 recovery):
         self._opts = opts
         self.engine = engine
         self.fencer = fencer
         self.journal = journal
         self._instances_of = instances_of
+        self.power = power
+        self.recovery = recovery
         # Faults this process is working on (their leases it renews).
         self._active = {}
         self._lock = threading.Lock()
@@ -112,6 +123,10 @@ class FaultWork:
         host = event.traits.get('hostname') or event.traits.get('host')
         if self.journal.recovered(host):
             LOG.info('Host %s is back (%s)', host, event.event_type)
+            try:
+                self.recovery.host_up(host)
+            except store_mod.StoreUnavailable as e:
+                LOG.error('Recovery of host %s not scheduled: %s', host, e)
 
     def fault(self, host, event, received):
         """Journal a host fault and start its work; the HostFault or None.
@@ -261,6 +276,7 @@ class FaultWork:
                 'cause': fault.cause,
                 'monitor_event_id': fault.monitor_event_id,
                 'source': 'doctor-ext',
+                'fencing': self.power.trait(fault),
             }, message_id=str(uuid.uuid5(FAULT_EVENT_NAMESPACE, '%s/%s' % (
                 fault.message_id, inst.instance_id)))))
         return out
@@ -305,6 +321,14 @@ class FaultWork:
         record = fault.record
         self._wait_notified(fault)
         try:
+            if not self.power.before_logical(fault):
+                # Held by the storm guard (the journal says so), or the
+                # power-off failed: nothing is forced down.
+                if fault.fencing == power_fencing.FAILED:
+                    self._note('fenced', record, False)
+                    self.power.tell_owners(fault)
+                fault.fenced = False
+                return
             if record.forced_down != journal_mod.DONE:
                 fault.fenced = self.fencer.force_down(host)
                 self._note('forced_down', record, fault.fenced)
@@ -328,6 +352,7 @@ class FaultWork:
                      'reset to error', host, fault.fenced,
                      len(fault.reset) - len(failed), len(fault.reset))
             self._note('fenced', record, bool(fault.fenced) and not failed)
+            self.power.after_logical(fault, bool(fault.fenced) and not failed)
         except Exception as e:
             fault.fenced = False
             LOG.error('Fencing host %s failed: %s', host, e)

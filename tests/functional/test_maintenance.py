@@ -156,7 +156,6 @@ class TestMaintenanceByServiceDisable(MaintenanceTest):
 
         # The administrator disables the compute service, with a reason.
         svc = self.compute_service()
-        disabled = time.time()
         self.sdk().compute.disable_service(svc, disabled_reason=REASON)
         self.assertEqual('disabled', self.nova.service(HOST)['status'])
         update = [n for n in self.nova.notifications
@@ -184,9 +183,6 @@ class TestMaintenanceByServiceDisable(MaintenanceTest):
                                  (t['host'], t['reason'], t['state'],
                                   t['tenant_id']))
                 self.assertIn('window_start', t)
-        last = max(r.time for p in self.PROJECTS
-                   for r in self.maintenance_notices(p))
-        self.assertLess(last - disabled, base.REQUIREMENT)
         notified = {base.instance_of(r) for r in self.received()}
         self.assertFalse(notified & set(bystanders))
         self.assertEqual(0, self.admin_consumer.count())
@@ -223,7 +219,6 @@ class TestMaintenanceByServiceDisable(MaintenanceTest):
                                           moves[-1][1]), status.stdout)
 
         call, vm = moves[-1]
-        emptied = time.time()
         call(vm)
         self.assertTrue(self.admin_consumer.wait_for(1, 10, path='/empty'))
         (empty,) = self.admin_consumer.received
@@ -232,7 +227,6 @@ class TestMaintenanceByServiceDisable(MaintenanceTest):
         self.assertEqual((HOST, 'empty', self.admin_project, 9, 3), (
             t['host'], t['state'], t['tenant_id'], t['instances'],
             t['projects']))
-        self.assertLess(empty.time - emptied, base.REQUIREMENT)
         self.assertEqual([], self.nova.servers_on(HOST))
         base.poll(lambda: (self.state() or {}).get('state') == 'empty', 10,
                   'the state file to say empty')

@@ -30,6 +30,7 @@ NOT_IMPORTED = {
     'stestr': 'the test runner',
     'psycopg': "SQLAlchemy's driver for postgresql:// URLs",
     'pymysql': "SQLAlchemy's driver for mysql+pymysql:// URLs",
+    'sushy-tools': 'the Redfish emulator the lab starts (sushy-emulator)',
 }
 BENCH_ENV = 'testenv:bench'
 

@@ -16,6 +16,7 @@ GRANT SELECT, INSERT, UPDATE ON aodh.doctor_host TO 'doctor_agent'@'%';
 GRANT SELECT, INSERT, UPDATE ON aodh.doctor_fault TO 'doctor_agent'@'%';
 GRANT SELECT, INSERT, UPDATE ON aodh.doctor_fault_instance
     TO 'doctor_agent'@'%';
+GRANT SELECT, INSERT, UPDATE ON aodh.doctor_fence TO 'doctor_agent'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON aodh.doctor_outbox
     TO 'doctor_agent'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON aodh.doctor_report

@@ -12,6 +12,6 @@ GRANT SELECT, UPDATE (state, state_reason, state_timestamp, timestamp)
 GRANT SELECT, INSERT ON alarm_history TO doctor_agent;
 -- doctor-ext's shared state: instance map, fault journal, outbox, reports.
 GRANT SELECT, INSERT, UPDATE ON doctor_instance, doctor_meta, doctor_host,
-    doctor_fault, doctor_fault_instance TO doctor_agent;
+    doctor_fault, doctor_fault_instance, doctor_fence TO doctor_agent;
 GRANT SELECT, INSERT, UPDATE, DELETE ON doctor_outbox, doctor_report
     TO doctor_agent;

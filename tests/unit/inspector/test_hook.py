@@ -28,16 +28,29 @@ from tests import fixtures as doctor_fixtures
 
 
 class RecordingEngine:
-    def __init__(self, fail=False):
+    """The events handed over.
+
+    Fault events in ``batches``; the owner events of fencing and recovery
+    apart, in ``owner_batches``.
+    """
+
+    def __init__(self, fail=False, store=None):
         self.batches = []
+        self.owner_batches = []
         self.fail = fail
         self.called = threading.Event()
+        if store is not None:
+            self.store = store
 
     def evaluate(self, evs, received=None):
         self.called.set()
         if self.fail:
             raise RuntimeError('alarms not loaded')
-        self.batches.append(list(evs))
+        evs = list(evs)
+        if evs and evs[0].event_type != 'compute.instance.update':
+            self.owner_batches.append(evs)
+        else:
+            self.batches.append(evs)
         return []
 
 
@@ -103,6 +116,15 @@ class InspectorTest(base.BaseTestCase):
                              (e.traits['state'], e.traits['host'],
                               e.traits['monitor_event_id'],
                               e.traits['old_state']))
+            # Shortcut mode: owners hear before fencing is done.
+            self.assertEqual('pending', e.traits['fencing'])
+        # Then one compute.instance.fenced per instance, to its owner.
+        fenced, = self.engine.owner_batches
+        self.assertEqual({(vm, p, 'compute.instance.fenced', 'logical',
+                           'logical') for vm, p in self.vms.items()},
+                         {(e.traits['instance_id'], e.project, e.event_type,
+                           e.traits['method'], e.traits['outcome'])
+                          for e in fenced})
         self.assertTrue(self.nova.service('compute-1')['forced_down'])
         self.assertFalse(self.nova.service('compute-2')['forced_down'])
         self.assertEqual({'ERROR'}, {self.nova.server(vm)['status']
