@@ -330,13 +330,13 @@ def run(demo, scenario):
         demo.teardown()
 
 
-def main(args):
-    """The fault scenario with the arguments of :mod:`.cli`."""
-    if args.nova == 'real':
-        from doctor_ext_lab import real_nova_demo
-        demo = real_nova_demo.RealNovaDemo(args)
-    else:
-        demo = Demo(args)
+def main(args, demo_cls=None):
+    """The fault scenario with the arguments of :mod:`.cli`.
+
+    :param demo_cls: the :class:`Demo` to run (``--nova real`` gives
+        :class:`.real_nova_demo.RealNovaDemo`).
+    """
+    demo = (demo_cls or Demo)(args)
     result, code = run(demo, demo.run_fault)
     if code is not None:
         return code
