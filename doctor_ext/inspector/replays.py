@@ -11,8 +11,9 @@ key lets one of them in.
 
 The sweep (:class:`doctor_ext.db.leases.Sweeper`) deletes the rows whose
 window has closed. While the database is unavailable, :meth:`seen` raises
-:class:`~doctor_ext.evaluator.store.StoreUnavailable`: the report is
-requeued, as the inspector requeues host reports then anyway.
+:class:`~doctor_ext.evaluator.store.StoreUnavailable`: the check then
+falls back to what its own process saw (:mod:`.report_check`), so that a
+fault still reaches its owners during the outage.
 """
 
 import datetime

@@ -34,6 +34,7 @@ from oslo_config import cfg
 from oslo_log import log
 from oslo_utils import timeutils
 
+from doctor_ext.evaluator import store as store_mod
 from doctor_ext.inspector import replays
 from doctor_ext.monitor import signing
 
@@ -112,6 +113,10 @@ class ReportCheck:
         register_opts(conf)
         self._opts = conf[GROUP]
         self.memory = memory if memory is not None else ReplayMemory()
+        # What this process saw: the fallback while the shared memory (the
+        # database) is unavailable.
+        self._local = (self.memory if isinstance(self.memory, ReplayMemory)
+                       else ReplayMemory())
         # reason -> reports refused, for tests and logs.
         self.refused = collections.Counter()
         self._logged = collections.OrderedDict()
@@ -131,8 +136,10 @@ class ReportCheck:
     def accept(self, event):
         """True if ``event`` may be acted on; a refusal is logged here.
 
-        :raises StoreUnavailable: the shared replay memory cannot be read
-            (requeue the report).
+        While the shared replay memory (the database) is unavailable, a
+        replay is checked against what this process saw only, and a warning
+        says so: the fault must still reach its owners (the inspector
+        handles it from Nova then).
         """
         if (event.event_type not in signing.SIGNED_FIELDS or
                 not self._opts.verify):
@@ -158,7 +165,15 @@ class ReportCheck:
         key = signing.replay_key(event.event_type, event.traits)
         # Remembered while the window would still take the report.
         until = time.time() + window - (now - when).total_seconds()
-        if self.memory.seen(key, event.message_id, until):
+        replayed = self._local.seen(key, event.message_id, until)
+        if self.memory is not self._local:
+            try:
+                replayed = self.memory.seen(key, event.message_id, until)
+            except store_mod.StoreUnavailable as e:
+                LOG.warning('Report %s checked for a replay against this '
+                            "process's memory only: the shared memory is "
+                            'unavailable (%s)', event.message_id, e)
+        if replayed:
             raise signing.Refused(signing.REPLAYED, 'another message '
                                   'carried the same report')
 

@@ -9,7 +9,7 @@ notifications, and the fencing checked in Nova's API afterwards.
 
 import collections
 
-from doctor_ext.inspector import maintenance
+from doctor_ext.inspector import maintenance_events
 from tests.functional import base
 from tests.realnova import testcase
 
@@ -117,7 +117,7 @@ class TestMaintenanceOnRealNova(testcase.RealNovaTest):
                 'name': 'maint', 'type': 'event', 'severity': 'moderate',
                 'repeat_actions': True,
                 'alarm_actions': [self.consumers[p].url('/maintenance')],
-                'event_rule': {'event_type': maintenance.OWNER_EVENT,
+                'event_rule': {'event_type': maintenance_events.OWNER_EVENT,
                                'query': [{'field': 'traits.state',
                                           'op': 'eq', 'type': 'string',
                                           'value': 'maintenance'}]}})

@@ -245,7 +245,7 @@ class SharedReplayTest(base.BaseTestCase):
         self.assertTrue(memory.seen(('compute.host.down', 'new'), 'm-4',
                                     until=time.time() + 300))
 
-    def test_database_down_the_report_is_not_acted_on(self):
+    def test_database_down_this_process_memory_only(self):
         conf = doctor_fixtures.store_conf(
             'postgresql://nobody@127.0.0.1:1/none')
         report_check.register_opts(conf)
@@ -254,5 +254,9 @@ class SharedReplayTest(base.BaseTestCase):
         self.addCleanup(store.dispose)
         check = report_check.ReportCheck(
             conf, replays.SharedReplayMemory(store))
-        self.assertRaises(store_mod.StoreUnavailable, check.accept,
-                          event_of(signed_down()))
+        signed = signed_down()
+        # The fault is acted on: owners are told from Nova meanwhile.
+        self.assertTrue(check.accept(event_of(signed)))
+        # A replay that reaches this process is still refused.
+        self.assertFalse(check.accept(event_of(signed)))
+        self.assertEqual({signing.REPLAYED: 1}, dict(check.refused))
