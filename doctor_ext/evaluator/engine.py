@@ -6,9 +6,10 @@ inspector hook (see :func:`get_engine`). For a batch of events it
 1. looks up the candidate alarms in the index (:mod:`.index`) and keeps the
    ones whose conditions hold (:mod:`.rules`);
 2. claims the transitions of non-repeating alarms in Aodh's database, one
-   transaction per ``CLAIM_CHUNK`` alarms (:mod:`.store`), so each fires
-   once across agents; the same transaction writes the notifications each
-   claimed alarm owes to the outbox (:mod:`.outbox`), and those of the
+   transaction per ``CLAIM_CHUNK`` notifications, the projects in turn
+   (:mod:`.store`), so each fires once across agents; the same transaction
+   writes the notifications each claimed alarm owes to the outbox
+   (:mod:`.outbox`), and those of the
    repeating alarms the events fire; events evaluated at the same time in
    other threads share that transaction (:mod:`.claims`);
 3. hands each notification to the notifier
@@ -30,8 +31,8 @@ events do not wait for the database (up to ``db_timeout`` each when it
 hangs): they fire on local state until the recorder's next write succeeds.
 """
 
+import collections
 import datetime
-import itertools
 import json
 import threading
 import time
@@ -60,8 +61,8 @@ HISTORY_NAMESPACE = uuid.UUID('5c0f9a1e-6f3b-4d0e-9d8a-2b7c1e4f6a90')
 # (alarm_id, message_id) of the firings this process made, most recent
 # last; a redelivered event does not fire them again here.
 FIRED_MEMORY = 16384
-# Non-repeating alarms claimed (and then notified) per transaction when one
-# evaluation fires many (a host failure).
+# Notifications (outbox rows) claimed, and then submitted, per transaction
+# when one evaluation fires many alarms (a host failure).
 CLAIM_CHUNK = 100
 
 GROUP = 'doctor_evaluator'
@@ -82,20 +83,39 @@ def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
 
 
-def _round_robin_by_project(items):
-    """``(alarm_id, (alarm, ...))`` items, one project at a time in turn.
+def _fair_chunks(once, repeating, size):
+    """The claim chunks of one evaluation: ``[(once, repeating)]``.
 
-    The claim chunks follow this order: a tenant with thousands of alarms
-    on a failed host does not push another tenant's few to the last
-    chunks.
+    ``once``: ``{alarm_id: (alarm, event, state)}`` (non-repeating alarms to
+    claim); ``repeating``: firings of repeating alarms. Each chunk owes at
+    most ``size`` notifications (outbox rows), or is one alarm that owes
+    more. Alarms are taken in the order of their project's running count
+    of notifications (a weighted round robin): one alarm with 100 actions
+    goes in for every 100 alarms of another project with one action each.
+    So a tenant with thousands of action URLs on a failed host neither
+    pushes another tenant's few alarms to later chunks nor makes them wait
+    in a transaction with thousands of its own outbox rows.
     """
-    groups = {}
-    for item in items:
-        groups.setdefault(item[1][0].project_id, []).append(item)
-    if len(groups) < 2:
-        return [item for group in groups.values() for item in group]
-    return [item for turn in itertools.zip_longest(*groups.values())
-            for item in turn if item is not None]
+    owed = collections.Counter()     # project -> notifications so far
+    entries = []
+    items = [(alarm_id, value, value[0]) for alarm_id, value in once.items()]
+    items += [(None, firing, firing.alarm) for firing in repeating]
+    for n, (alarm_id, value, alarm) in enumerate(items):
+        weight = max(1, len(alarm.actions))
+        owed[alarm.project_id] += weight
+        entries.append((owed[alarm.project_id], n, weight, alarm_id, value))
+    entries.sort(key=lambda e: e[:2])
+    chunks, rows = [], size
+    for _, _, weight, alarm_id, value in entries:
+        if rows + weight > size:
+            chunks.append(({}, []))
+            rows = 0
+        rows += weight
+        if alarm_id is None:
+            chunks[-1][1].append(value)
+        else:
+            chunks[-1][0][alarm_id] = value
+    return chunks
 
 
 class NotReady(Exception):
@@ -201,15 +221,11 @@ class Engine:
                     once[alarm.alarm_id] = (alarm, event, alarm.state)
         evaluated = time.time()
         firings = []
-        # Repeating alarms' outbox rows go with the first claim.
-        repeating = self._repeat(repeat)
         # A large host is claimed in chunks, each notified as soon as it is
         # claimed: the first owners hear while the rest is being claimed.
-        pending = _round_robin_by_project(once.items())
-        for start in range(0, max(len(pending), 1), CLAIM_CHUNK):
-            chunk = dict(pending[start:start + CLAIM_CHUNK])
-            extra, repeating = repeating, []
-            firings.extend(self._fire(*self._claim(chunk, extra)))
+        for chunk, repeating in _fair_chunks(once, self._repeat(repeat),
+                                             CLAIM_CHUNK):
+            firings.extend(self._fire(*self._claim(chunk, repeating)))
         for firing in firings:
             firing.times.update(received=received, parsed=parsed,
                                 evaluated=evaluated)

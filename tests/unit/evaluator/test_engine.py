@@ -169,6 +169,45 @@ class EngineTest(base.BaseTestCase):
         self.assertEqual(small, {f.alarm.alarm_id for f in firings[:4]}
                          & small)
 
+    def test_a_tenant_with_many_actions_does_not_share_a_small_ones_claim(
+            self):
+        # Chunks of 4 notifications: a greedy alarm owes 4 on its own.
+        self.useFixture(fixtures.MonkeyPatch(
+            'doctor_ext.evaluator.engine.CLAIM_CHUNK', 4))
+        greedy = ['http://127.0.0.1:9/g%d' % i for i in range(4)]
+        for i in range(3):
+            self.db.add_alarm(query=doctor_query('vm-%d' % i),
+                              actions=greedy, repeat_actions=i == 2)
+        small = {self.db.add_alarm(project_id='p2',
+                                   query=doctor_query('vm-s%d' % i))
+                 for i in range(3)}
+        self.load()
+        claims = []
+        store = self.engine.store
+
+        class Store:
+            def __getattr__(self, name):
+                return getattr(store, name)
+
+            def claim(self, transitions, owed=(), lease=None, history=()):
+                claims.append(({i for i, _ in transitions},
+                               {o['alarm_id'] for o in owed}, len(owed)))
+                return store.claim(transitions, owed, lease, history)
+
+        self.engine.store = Store()
+        events = [vm_event('vm-%d' % i) for i in range(3)]
+        events += [vm_event('vm-s%d' % i, 'p2') for i in range(3)]
+        firings = self.engine.evaluate(events)
+        self.assertEqual(6, len(firings))
+        # The small tenant's alarms are claimed first, in a transaction of
+        # their own; then one greedy alarm (its 4 rows) per transaction,
+        # the repeating one's rows too.
+        self.assertEqual((small, small, 3), claims[0])
+        self.assertEqual([4, 4, 4], [n for _, _, n in claims[1:]])
+        self.assertEqual([1, 1, 1], [len(ids) for _, ids, _ in claims[1:]])
+        self.assertEqual(small, {f.alarm.alarm_id for f in firings[:3]})
+        self.assertEqual(4 * 3 + 3, len(self.engine.notifier.sent))
+
     def test_exactly_once_across_two_agents(self):
         ids = [self.db.add_alarm(query=doctor_query('vm-%d' % i))
                for i in range(50)]
