@@ -10,8 +10,10 @@ vhost, Aodh database (PostgreSQL) and Nova double, and the same consumers:
 
 Runs alternate between the two so that drift hits both. Scenarios: one
 instance fault, host failure with N VMs, alarm scale, alarm freshness,
-burst. Prints a table; ``--json FILE`` writes the figures, ``--plot FILE``
-a PNG of latency against VMs and against alarms.
+burst, and (doctor-ext only) a tenant's host failure beside a greedy
+tenant (:mod:`doctor_ext_lab.bench_neighbour`). Prints a table; ``--json
+FILE`` writes the figures, ``--plot FILE`` a PNG of latency against VMs
+and against alarms.
 """
 
 import argparse
@@ -26,6 +28,7 @@ import uuid
 import warnings
 
 from doctor_ext_lab import bench_floor
+from doctor_ext_lab import bench_neighbour
 from doctor_ext_lab import bench_scenarios
 from doctor_ext_lab import bench_targets
 from doctor_ext_lab import bench_util
@@ -176,7 +179,7 @@ class Side:
         self.nova.stop()
 
 
-class Bench(bench_scenarios.Scenarios):
+class Bench(bench_scenarios.Scenarios, bench_neighbour.Neighbour):
     def __init__(self, args):
         self.args = args
         self.results = []
@@ -276,6 +279,8 @@ class Bench(bench_scenarios.Scenarios):
                 self.racks[name].append((host, [vm for vm, _ in side.add_vms(
                     host, a.rack_vms, projects, '/%s/rack' % name,
                     self.consumer_of)]))
+            if name == 'doctor_ext' and 'neighbour' in a.scenarios:
+                self.build_neighbour(side)
         self.build_floor()
 
     def build_floor(self):
@@ -654,6 +659,7 @@ class Bench(bench_scenarios.Scenarios):
         ax.set_title(title)
 
     def teardown(self):
+        self.stop_neighbour()
         for side in list(self.sides.values()) + [
                 s for s in (self.floor, self.floor_urllib3) if s]:
             try:
@@ -698,12 +704,25 @@ def parse_args(argv):
     p.add_argument('--rack-hosts', type=int, default=10)
     p.add_argument('--rack-vms', type=int, default=200)
     p.add_argument('--rack-stock-timeout', type=float, default=300.0)
+    p.add_argument('--neighbour-samples', type=int, default=5,
+                   help='host failures of a healthy project alone, and as '
+                        'many beside a greedy one')
+    p.add_argument('--neighbour-vms', type=int, default=20,
+                   help="the healthy project's instances on the host")
+    p.add_argument('--neighbour-greedy', type=int, default=100,
+                   help="the greedy project's instances on the host")
+    p.add_argument('--neighbour-actions', type=int, default=100,
+                   help='unreachable action URLs of each greedy alarm')
+    p.add_argument('--neighbour-hanging', type=int, default=50,
+                   help='greedy actions whose connections time out (the '
+                        'others are refused by the egress policy)')
     p.add_argument('--consumers', type=int, default=10)
     p.add_argument('--timeout', type=float, default=60.0)
     p.add_argument('--db-url',
                    default='postgresql://postgres@127.0.0.1/postgres')
     p.add_argument('--scenarios', nargs='+', default=[
-        'one', 'host', 'rack', 'fresh', 'burst', 'scale', 'cold'])
+        'one', 'host', 'rack', 'fresh', 'burst', 'scale', 'cold',
+        'neighbour'])
     p.add_argument('--only', choices=['stock', 'doctor_ext'],
                    help='run one pipeline only (for profiling; no ratios)')
     p.add_argument('--json', metavar='FILE')
@@ -733,7 +752,7 @@ def main(argv=None):
         steps = {'one': bench.one_fault, 'host': bench.host_failures,
                  'fresh': bench.freshness, 'burst': bench.bursts,
                  'scale': bench.alarm_scale, 'cold': bench.cold_fault,
-                 'rack': bench.rack}
+                 'rack': bench.rack, 'neighbour': bench.neighbour}
         for name in args.scenarios:
             steps[name]()
     except KeyboardInterrupt:

@@ -112,6 +112,17 @@ def evaluate(results, vms_max, scale_max):
                          '<= 1 s', _check(extra, 1.0),
                          'restart to first owner %s ms (%s ms with %s '
                          'alarms)' % (first, first0, base.get('alarms'))))
+    neighbour = _find(results, 'neighbour:')
+    if neighbour:
+        d = neighbour['doctor_ext']
+        vs = _ratio(d.get('beside_p50_ms'), d.get('alone_p50_ms'))
+        rows.append(_row('neighbour: last healthy owner beside a greedy '
+                         'project vs alone', vs, '<= 1.5x', _check(vs, 1.5),
+                         '%s vs %s ms (p50 of %s samples, %s greedy '
+                         'notifications)' % (
+                             d.get('beside_p50_ms'), d.get('alone_p50_ms'),
+                             d.get('samples'),
+                             d.get('greedy_notifications'))))
     return rows
 
 
