@@ -30,6 +30,7 @@ from openstack import utils as sdk_utils
 from oslo_log import log
 
 from doctor_ext.inspector import nova_connection as nova
+from doctor_ext import retry as retry_mod
 
 LOG = log.getLogger(__name__)
 
@@ -61,6 +62,10 @@ class ServerRef:
 
 class _Permanent(Exception):
     """A failure found by us (not an HTTP error): never retried."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying; the message says why (Nova's answer)."""
 
 
 def _status_of(exc):
@@ -173,11 +178,14 @@ class NovaFencer:
     def _call(self, what, func, *args):
         """Run ``func``; retry 5xx/connection/timeout failures with backoff.
 
-        Raises FencingError naming ``what`` when it finally fails.
+        The retries are :func:`doctor_ext.retry.attempts`'. Raises
+        FencingError naming ``what`` when it finally fails.
         """
         opts = self._opts
-        attempt = 0
-        while True:
+        tries = []
+
+        def attempt():
+            tries.append(1)
             try:
                 return func(*args)
             except FencingError:
@@ -188,14 +196,15 @@ class NovaFencer:
                 reason = self._describe(exc)
                 if not _retriable(exc):
                     raise FencingError('%s failed: %s' % (what, reason))
-                if attempt >= opts.max_retries:
-                    raise FencingError('%s failed after %d attempts: %s'
-                                       % (what, attempt + 1, reason))
-                delay = opts.retry_backoff * (2 ** attempt)
-                attempt += 1
-                LOG.warning('%s: %s; retry %d of %d in %.2fs', what, reason,
-                            attempt, opts.max_retries, delay)
-                time.sleep(delay)
+                raise _Transient(reason) from exc
+
+        try:
+            return retry_mod.attempts(attempt, what, opts.max_retries + 1,
+                                      opts.retry_backoff,
+                                      retry_on=_Transient, logger=LOG)
+        except _Transient as exc:
+            raise FencingError('%s failed after %d attempts: %s'
+                               % (what, len(tries), exc))
 
     # -- queries -------------------------------------------------------------
 
