@@ -43,6 +43,7 @@ def reason_for(alarm, event):
 
 
 def notifications(firing):
+    """The notifications ``firing`` owes, one per action of its alarm."""
     alarm, event = firing.alarm, firing.event
     reason_data = {'type': 'event', 'event': event.serialize()}
     notes = [http.Notification(
