@@ -11,8 +11,8 @@ def list_opts():
     from doctor_ext.evaluator import store
     from doctor_ext.evaluator import sync
     from doctor_ext.inspector import core
-    from doctor_ext.inspector import fencing
     from doctor_ext.inspector import maintenance
+    from doctor_ext.inspector import nova_connection
     from doctor_ext.inspector import power_fencing
     from doctor_ext.inspector import recovery
     from doctor_ext.inspector import report_check
@@ -23,8 +23,8 @@ def list_opts():
         (core.GROUP, core.OPTS),
         (report_check.GROUP, report_check.OPTS),
         (maintenance.GROUP, maintenance.OPTS),
-        (fencing.GROUP, list(itertools.chain(fencing.OPTS,
-                                             fencing.list_auth_opts()))),
+        (nova_connection.GROUP, list(itertools.chain(
+            nova_connection.OPTS, nova_connection.list_auth_opts()))),
         (power_fencing.GROUP, list(itertools.chain(
             power_fencing.list_opts(), recovery.OPTS))),
         (direct.GROUP, direct.OPTS),

@@ -24,6 +24,7 @@ import threading
 from oslo_config import cfg
 from oslo_log import log
 
+from doctor_ext.monitor import icmp
 from doctor_ext.monitor import ping
 from doctor_ext.monitor import report
 
@@ -93,7 +94,7 @@ def ping_main(argv=None):
                 timeout=opts.timeout,
                 misses_before_down=opts.misses_before_down,
                 severity=conf[report.GROUP].severity)
-        except (ping.ProbeUnavailable, ValueError) as e:
+        except (icmp.ProbeUnavailable, ValueError) as e:
             LOG.error('%s', e)
             return 1
         try:

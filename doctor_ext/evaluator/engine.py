@@ -33,10 +33,8 @@ hangs): they fire on local state until the recorder's next write succeeds.
 
 import collections
 import datetime
-import json
 import threading
 import time
-import uuid
 
 from oslo_config import cfg
 from oslo_log import log
@@ -45,6 +43,7 @@ from oslo_utils import timeutils
 from doctor_ext.db import api as db_api
 from doctor_ext.db import leases
 from doctor_ext.evaluator import claims as claims_mod
+from doctor_ext.evaluator import firing as firing_mod
 from doctor_ext.evaluator import index as index_mod
 from doctor_ext.evaluator import outbox as outbox_mod
 from doctor_ext.evaluator import recorder as recorder_mod
@@ -55,9 +54,6 @@ from doctor_ext.notifier import http
 
 LOG = log.getLogger(__name__)
 
-# History row ids: derived from (alarm, event), so that an event handled
-# twice (a redelivered notification) records one transition.
-HISTORY_NAMESPACE = uuid.UUID('5c0f9a1e-6f3b-4d0e-9d8a-2b7c1e4f6a90')
 # (alarm_id, message_id) of the firings this process made, most recent
 # last; a redelivered event does not fire them again here.
 FIRED_MEMORY = 16384
@@ -122,31 +118,6 @@ class NotReady(Exception):
     """The alarms are not loaded yet; the event should be retried."""
 
 
-class Firing:
-    """One alarm fired by one event, with its deliveries."""
-
-    __slots__ = ('alarm', 'event', 'previous', 'reason', 'deliveries',
-                 'times', 'recorded')
-
-    def __init__(self, alarm, event, previous, reason):
-        self.alarm = alarm
-        self.event = event
-        self.previous = previous
-        self.reason = reason
-        self.deliveries = []
-        self.times = {}
-        # True once the history row is written with the claim.
-        self.recorded = False
-
-
-def reason_for(alarm, event):
-    """Aodh's reason text, so that consumers parsing it keep working."""
-    return ('Event <id=%(id)s,event_type=%(event_type)s> hits the '
-            'query <query=%(query)s>.' % {
-                'id': event.message_id, 'event_type': event.event_type,
-                'query': json.dumps(alarm.query(), sort_keys=True)})
-
-
 class Engine:
     def __init__(self, conf, index, store, notifier, recorder=None,
                  sync=None, sweeper=None):
@@ -201,7 +172,7 @@ class Engine:
 
     # -- evaluation --------------------------------------------------------
     def evaluate(self, events, received=None):
-        """Evaluate parsed events; return the :class:`Firing` list.
+        """Evaluate parsed events; return the :class:`.firing.Firing` list.
 
         :raises NotReady: the alarms could not be loaded in time.
         """
@@ -254,7 +225,8 @@ class Engine:
             if not firing.recorded and self.record_history:
                 # Not written with the claim (the database was down): the
                 # recorder writes it when it is back.
-                self.recorder.history(self._change(firing, now))
+                self.recorder.history(
+                    firing_mod.history_change(firing, now))
         fired = time.time()
         for firing in firings:
             firing.times['fired'] = fired
@@ -262,7 +234,7 @@ class Engine:
 
     def _owed(self, firing):
         """The notifications of ``firing`` with their outbox rows."""
-        notes = self._notifications(firing)
+        notes = firing_mod.notifications(firing)
         return [(n, outbox_mod.owed_row(n, firing.event.message_id, i))
                 for i, n in enumerate(notes)]
 
@@ -274,13 +246,13 @@ class Engine:
         """
         if not once and not repeating:
             return [], {}
-        candidates = [Firing(alarm, event, previous,
-                             reason_for(alarm, event))
+        candidates = [firing_mod.Firing(alarm, event, previous,
+                                        firing_mod.reason_for(alarm, event))
                       for alarm, event, previous in once.values()]
         notes = {f: self._owed(f) for f in candidates + list(repeating)}
         owed_rows = [row for pairs in notes.values() for _, row in pairs]
         now = timeutils.utcnow()
-        changes = ([self._change(f, now) for f in notes]
+        changes = ([firing_mod.history_change(f, now) for f in notes]
                    if self.record_history else [])
         deferred = False
         down = self._db_down
@@ -353,8 +325,9 @@ class Engine:
                 if key in self._fired:
                     continue
                 self._remember(key)
-                firings.append(Firing(alarm, event, alarm.state,
-                                      reason_for(alarm, event)))
+                firings.append(firing_mod.Firing(
+                    alarm, event, alarm.state,
+                    firing_mod.reason_for(alarm, event)))
                 # As Aodh: the next event of the batch has previous=alarm.
                 alarm.state = rules.ALARM
         return firings
@@ -365,38 +338,6 @@ class Engine:
         fired[key] = True
         if len(fired) > FIRED_MEMORY:
             del fired[next(iter(fired))]
-
-    @staticmethod
-    def _notifications(firing):
-        alarm, event = firing.alarm, firing.event
-        reason_data = {'type': 'event', 'event': event.serialize()}
-        notes = [http.Notification(
-            action=action, alarm_id=alarm.alarm_id, alarm_name=alarm.name,
-            severity=alarm.severity, previous=firing.previous,
-            current=rules.ALARM, reason=firing.reason,
-            reason_data=reason_data, project_id=alarm.project_id)
-            for action in alarm.actions]
-        if len(notes) > 1:
-            # One body for every action of the alarm: encoded once.
-            body = notes[0].body()
-            for n in notes[1:]:
-                n._body = body
-        return notes
-
-    @staticmethod
-    def _change(firing, now):
-        """The history row of ``firing`` (as the store takes it).
-
-        Its id is derived from the alarm and the event, so that neither a
-        retried write nor a redelivered event adds a second row.
-        """
-        alarm = firing.alarm
-        event_id = uuid.uuid5(HISTORY_NAMESPACE, '%s/%s' % (
-            alarm.alarm_id, firing.event.message_id))
-        return {'event_id': str(event_id),
-                'alarm_id': alarm.alarm_id, 'project_id': alarm.project_id,
-                'user_id': alarm.user_id, 'severity': alarm.severity,
-                'reason': firing.reason, 'timestamp': now}
 
 
 _ENGINE = None

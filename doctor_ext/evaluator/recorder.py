@@ -42,6 +42,7 @@ from oslo_log import log
 
 from doctor_ext.evaluator import store as store_mod
 from doctor_ext.notifier import targets
+from doctor_ext import retry as retry_mod
 
 LOG = log.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class Recorder:
         ]
 
     def _run(self):
-        delay = self._backoff
+        failures = 0
         while True:
             with self._cond:
                 while not self.pending and not self._stopped:
@@ -237,18 +238,20 @@ class Recorder:
                     # Not written: the database is unavailable.
                     self._requeue(queue, items)
             if error is None:
-                delay = self._backoff
+                failures = 0
                 self.healthy = True
                 self.written += 1
                 self._tell_drops()
                 continue
             self.healthy = False
+            failures += 1
+            delay = retry_mod.backoff(failures, self._backoff,
+                                      self._backoff_max)
             LOG.warning('Aodh database unavailable, %d write(s) kept for '
                         'retry in %.1f s: %s', self.pending, delay, error)
             with self._cond:
                 self._expire()
                 self._cond.wait(delay)
-            delay = min(delay * 2, self._backoff_max)
 
     def _write(self, queue, write, name, items):
         """Write ``items``, dropping alone each one the database refuses.

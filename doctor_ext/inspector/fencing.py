@@ -1,9 +1,8 @@
 """The inspector's Nova client: find a host's servers, fence the host.
 
 Everything goes through openstacksdk (``openstack.connection.Connection``) on
-a keystoneauth1 session built from the ``[doctor_nova]`` config group, which
-holds keystoneauth's auth, session and adapter options. Operators who want
-Ceilometer's own credentials set ``auth_section = service_credentials``.
+a keystoneauth1 session built from the ``[doctor_nova]`` config group
+(:mod:`.nova_connection`: its options and how the connection is built).
 
 Fencing a host is two things in Nova:
 
@@ -16,12 +15,6 @@ Fencing a host is two things in Nova:
   retried on 5xx, connection errors and timeouts with exponential backoff;
   4xx answers are not retried (404: the server is gone).
 
-Of keystoneauth's adapter options, ``valid_interfaces``,
-``endpoint_override``, ``service_name`` and the connect / status-code retry
-options are passed on to openstacksdk; the version options are not (the
-microversion is negotiated per call). The session option ``timeout`` is
-replaced by ``call_timeout``.
-
 Nothing here logs a token or a password: messages name the host, the server
 and Nova's answer only.
 """
@@ -32,17 +25,15 @@ import threading
 import time
 
 from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1 import loading as ks_loading
-from keystoneauth1 import session as ks_session
-from openstack import connection
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
-from oslo_config import cfg
 from oslo_log import log
+
+from doctor_ext.inspector import nova_connection as nova
+from doctor_ext import retry as retry_mod
 
 LOG = log.getLogger(__name__)
 
-GROUP = 'doctor_nova'
 NOVA_COMPUTE = 'nova-compute'
 OK = 'ok'
 
@@ -50,79 +41,11 @@ OK = 'ok'
 FORCE_DOWN_BY_UUID = '2.53'
 FORCE_DOWN_BY_HOST = '2.11'
 
-_INTERFACES = ('public', 'internal', 'admin',
-               'publicURL', 'internalURL', 'adminURL')
-
-
-def _adapter_opts():
-    return ks_loading.get_adapter_conf_options(include_deprecated=False)
-
-
-# keystoneauth's own region_name option (the adapter one), so that
-# registering the adapter options in the group after OPTS is a no-op for it.
-_REGION_OPT = next(o for o in _adapter_opts() if o.dest == 'region_name')
-
-OPTS = [
-    cfg.IntOpt('max_parallel_resets', default=32, min=1,
-               help='Most reset-state calls in flight at once (shared by '
-                    'every host being fenced).'),
-    cfg.FloatOpt('call_timeout', default=10.0, min=0.001,
-                 help='Seconds to wait for Nova (or Keystone) to answer one '
-                      'HTTP call, retries not included. It replaces the '
-                      'keystoneauth session option "timeout", which is '
-                      'ignored in this group.'),
-    cfg.IntOpt('max_retries', default=3, min=0,
-               help='Retries of a call that failed with a 5xx answer, a '
-                    'connection error or a timeout. 4xx answers are never '
-                    'retried.'),
-    cfg.FloatOpt('retry_backoff', default=0.2, min=0.0,
-                 help='Seconds before the first retry; doubled for each '
-                      'next one.'),
-    _REGION_OPT,
-    cfg.StrOpt('interface', choices=_INTERFACES,
-               help='Catalog interface of the compute endpoint. Unset: '
-                    'valid_interfaces if set, else the interface of the '
-                    'auth_section group if it has one (Ceilometer\'s '
-                    '[service_credentials] does), else public.'),
-]
-
-_OWN = frozenset(o.dest for o in OPTS)
-
-
-def list_auth_opts():
-    """keystoneauth options of ``[doctor_nova]``, for the config generator.
-
-    The common auth options (``auth_type``, ``auth_section``), the
-    ``password`` plugin's, the session's and the adapter's, without the
-    ones :data:`OPTS` already lists.
-    """
-    seen = set(_OWN)
-    result = []
-    for opt in (ks_loading.get_auth_common_conf_options() +
-                ks_loading.get_auth_plugin_conf_options('password') +
-                ks_loading.get_session_conf_options() +
-                _adapter_opts()):
-        if opt.dest not in seen:
-            seen.add(opt.dest)
-            result.append(opt)
-    return result
-
-
-def register_opts(conf):
-    """Register :data:`OPTS` and keystoneauth's options in ``[doctor_nova]``.
-
-    Idempotent. The auth plugin's own options (``auth_url``, ``username``,
-    ...) are registered when the plugin is loaded, as keystoneauth does.
-    """
-    conf.register_opts(OPTS, group=GROUP)
-    ks_loading.register_auth_conf_options(conf, GROUP)
-    ks_loading.register_session_conf_options(conf, GROUP)
-    ks_loading.register_adapter_conf_options(conf, GROUP,
-                                             include_deprecated=False)
-
-
 # Servers per page when listing (Nova caps it at [api] max_limit).
 LIST_PAGE = 1000
+
+# Fencing's public names, from the module that defines them.
+FencingError = nova.FencingError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,12 +60,12 @@ class ServerRef:
     name: str
 
 
-class FencingError(Exception):
-    """A Nova call failed; the message names the host or server and why."""
-
-
 class _Permanent(Exception):
     """A failure found by us (not an HTTP error): never retried."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying; the message says why (Nova's answer)."""
 
 
 def _status_of(exc):
@@ -177,11 +100,6 @@ def _retriable(exc):
     return False
 
 
-def _first_line(text):
-    text = ' '.join(str(text or '').split())
-    return text[:300]
-
-
 class NovaFencer:
     """Nova calls of the inspector, through openstacksdk.
 
@@ -190,7 +108,7 @@ class NovaFencer:
     """
 
     def __init__(self, conf):
-        register_opts(conf)
+        nova.register_opts(conf)
         self._conf = conf
         self._lock = threading.Lock()
         self._session = None
@@ -200,66 +118,17 @@ class NovaFencer:
 
     @property
     def _opts(self):
-        return self._conf[GROUP]
+        return self._conf[nova.GROUP]
 
     # -- connection --------------------------------------------------------
-
-    def _auth_section_value(self, name):
-        section = self._opts.auth_section
-        if not section:
-            return None
-        try:
-            return self._conf[section][name]
-        except (cfg.NoSuchOptError, cfg.NoSuchGroupError, KeyError):
-            return None
-
-    def _connect(self):
-        opts = self._opts
-        if opts.auth_section:
-            # auth_type lives in the auth_section group: make sure it is
-            # registered there (Ceilometer does it for its own groups).
-            ks_loading.register_auth_conf_options(self._conf, GROUP)
-        try:
-            auth = ks_loading.load_auth_from_conf_options(self._conf, GROUP)
-        except ks_exc.ClientException as exc:
-            raise FencingError('[%s] auth options are incomplete: %s'
-                               % (GROUP, _first_line(exc)))
-        if auth is None:
-            raise FencingError(
-                '[%s] has no credentials: set auth_type (e.g. password) and '
-                'its options, or auth_section = service_credentials' % GROUP)
-        session = ks_loading.load_session_from_conf_options(
-            self._conf, GROUP, auth=auth, timeout=opts.call_timeout)
-        # A connection pool as wide as the reset pool (requests keeps 10).
-        adapter = ks_session.TCPKeepAliveAdapter(
-            pool_connections=4, pool_maxsize=opts.max_parallel_resets + 4,
-            tls_ciphers=session.tls_ciphers,
-            tls_min_version=session.tls_min_version)
-        session.session.mount('http://', adapter)
-        session.session.mount('https://', adapter)
-
-        interface = (opts.valid_interfaces or opts.interface or
-                     self._auth_section_value('interface') or 'public')
-        region = opts.region_name or self._auth_section_value('region_name')
-        extra = {}
-        for name in ('endpoint_override', 'service_name', 'connect_retries',
-                     'connect_retry_delay', 'status_code_retries',
-                     'status_code_retry_delay', 'retriable_status_codes'):
-            value = opts[name]
-            if value is not None:
-                extra['compute_' + name] = value
-        self._session = session
-        return connection.Connection(
-            session=session, compute_api_version='2', region_name=region,
-            interface=interface, strict_proxies=True,
-            app_name='doctor-ext', **extra)
 
     def _compute(self):
         """The compute proxy; the first call authenticates and discovers."""
         with self._lock:
             if self._proxy is None:
                 if self._connection is None:
-                    self._connection = self._connect()
+                    self._session, self._connection = (
+                        nova.connect(self._conf))
                 # Not cached by openstacksdk when discovery fails.
                 self._proxy = self._connection.compute
             return self._proxy
@@ -291,28 +160,32 @@ class NovaFencer:
                 return ('no answer within call_timeout=%ss'
                         % self._opts.call_timeout)
             if isinstance(cause, ks_exc.ConnectionError):
-                return 'connection failed (%s)' % _first_line(cause)
+                return 'connection failed (%s)' % nova.first_line(cause)
             status = _status_of(cause)
             if status is None:
                 continue
             details = (getattr(cause, 'details', None) or
                        getattr(cause, 'message', None) or cause)
-            text = 'HTTP %s: %s' % (status, _first_line(details))
+            text = 'HTTP %s: %s' % (status, nova.first_line(details))
             if status == 401:
-                text += (' (Keystone refused the [%s] credentials)' % GROUP)
+                text += (' (Keystone refused the [%s] credentials)'
+                         % nova.GROUP)
             elif status == 403:
-                text += (' (the [%s] user needs the admin role)' % GROUP)
+                text += (' (the [%s] user needs the admin role)' % nova.GROUP)
             return text
-        return _first_line(exc) or type(exc).__name__
+        return nova.first_line(exc) or type(exc).__name__
 
     def _call(self, what, func, *args):
         """Run ``func``; retry 5xx/connection/timeout failures with backoff.
 
-        Raises FencingError naming ``what`` when it finally fails.
+        The retries are :func:`doctor_ext.retry.attempts`'. Raises
+        FencingError naming ``what`` when it finally fails.
         """
         opts = self._opts
-        attempt = 0
-        while True:
+        tries = []
+
+        def attempt():
+            tries.append(1)
             try:
                 return func(*args)
             except FencingError:
@@ -323,14 +196,15 @@ class NovaFencer:
                 reason = self._describe(exc)
                 if not _retriable(exc):
                     raise FencingError('%s failed: %s' % (what, reason))
-                if attempt >= opts.max_retries:
-                    raise FencingError('%s failed after %d attempts: %s'
-                                       % (what, attempt + 1, reason))
-                delay = opts.retry_backoff * (2 ** attempt)
-                attempt += 1
-                LOG.warning('%s: %s; retry %d of %d in %.2fs', what, reason,
-                            attempt, opts.max_retries, delay)
-                time.sleep(delay)
+                raise _Transient(reason) from exc
+
+        try:
+            return retry_mod.attempts(attempt, what, opts.max_retries + 1,
+                                      opts.retry_backoff,
+                                      retry_on=_Transient, logger=LOG)
+        except _Transient as exc:
+            raise FencingError('%s failed after %d attempts: %s'
+                               % (what, len(tries), exc))
 
     # -- queries -------------------------------------------------------------
 
@@ -430,13 +304,13 @@ class NovaFencer:
             for cause in _causes(exc.__context__):
                 if _status_of(cause) == 404:
                     message += (' (the server is gone, or not visible to '
-                                'the [%s] user)' % GROUP)
+                                'the [%s] user)' % nova.GROUP)
                     break
             LOG.warning('%s', message)
             return message
         except Exception as exc:
             LOG.exception('%s failed', what)
-            return '%s failed: %s' % (what, _first_line(exc))
+            return '%s failed: %s' % (what, nova.first_line(exc))
         return OK
 
     def _reset(self, server_id):
@@ -485,7 +359,7 @@ class NovaFencer:
             return str(exc)
         except Exception as exc:
             LOG.exception('%s failed', what)
-            return '%s failed: %s' % (what, _first_line(exc))
+            return '%s failed: %s' % (what, nova.first_line(exc))
         return OK
 
     def _live_migrate(self, server_id):

@@ -4,8 +4,9 @@
 the system's power state until it says ``Off``: only then is the host
 powered off. Each Redfish call is bounded by ``bmc_timeout``; a call that
 fails (connection refused, no answer, a 5xx answer) is retried with
-exponential backoff by tenacity, at most ``bmc_retries`` times; a 4xx answer
-(wrong credentials, no such system) is not retried. The outcome is a
+exponential backoff (:func:`doctor_ext.retry.attempts`), at most
+``bmc_retries`` times; a 4xx answer (wrong credentials, no such system) is
+not retried. The outcome is a
 :class:`PowerResult` naming what happened; nothing here raises for a BMC
 that misbehaves.
 
@@ -23,7 +24,8 @@ from oslo_config import cfg
 from oslo_log import log
 import sushy
 from sushy import exceptions as sushy_exc
-import tenacity
+
+from doctor_ext import retry as retry_mod
 
 LOG = log.getLogger(__name__)
 
@@ -124,7 +126,10 @@ class RedfishPower:
         return root.get_system(bmc.system)
 
     def _call(self, what, fn):
-        """``fn()`` with tenacity's bounded retries; returns (result, n)."""
+        """``fn()`` with bounded retries (:func:`doctor_ext.retry.attempts`).
+
+        Returns (result, attempts made).
+        """
         opts = self._opts
         tries = []
 
@@ -137,17 +142,10 @@ class RedfishPower:
                 failure.attempts = len(tries)
                 raise failure from None
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Retry),
-            stop=tenacity.stop_after_attempt(opts.bmc_retries + 1),
-            wait=tenacity.wait_exponential(multiplier=opts.bmc_retry_backoff,
-                                           max=30),
-            before_sleep=lambda state: LOG.warning(
-                '%s: %s; retry %d of %d', what,
-                state.outcome.exception(), state.attempt_number,
-                opts.bmc_retries),
-            reraise=True)
-        return retrying(attempt), len(tries)
+        result = retry_mod.attempts(attempt, what, opts.bmc_retries + 1,
+                                    opts.bmc_retry_backoff, most=30,
+                                    retry_on=_Retry, logger=LOG)
+        return result, len(tries)
 
     def power_off(self, bmc):
         """ForceOff, then wait for the power state to read Off."""

@@ -40,19 +40,17 @@ again, with a new ``signed_at``.
 Sending never blocks for ever: the notifier retries a broker connection at
 most ``retry`` times (``[doctor_monitor] send_retry``). oslo.messaging's
 notifier does not raise when it gives up, it logs the error and returns; the
-Reporter watches for that log record (in the sending thread only) and raises
-:class:`ReportNotSent`. That works for drivers that send in the calling
-thread (rabbit, fake); the kafka driver sends in the background and its
-failures cannot be seen here.
+Reporter watches for that log record (in the sending thread only,
+:mod:`.send_failures`) and raises :class:`ReportNotSent`. That works for
+drivers that send in the calling thread (rabbit, fake); the kafka driver
+sends in the background and its failures cannot be seen here.
 """
 
-import contextlib
 import datetime
-# stdlib logging only to catch the records oslo.messaging logs (a Handler
-# on its logger); this module logs with oslo.log.
+# stdlib logging only to ask whether oslo.messaging logs its send errors;
+# this module logs with oslo.log.
 import logging
 import socket
-import threading
 import uuid
 import weakref
 
@@ -62,6 +60,7 @@ import oslo_messaging
 from oslo_messaging import opts as messaging_opts
 from oslo_utils import timeutils
 
+from doctor_ext.monitor import send_failures
 from doctor_ext.monitor import signing
 
 LOG = log.getLogger(__name__)
@@ -294,46 +293,6 @@ def register_transport_opts(conf):
                     conf.register_opt(opt)
 
 
-class _SendFailures(logging.Handler):
-    """Catch the errors oslo.messaging's notifier logs instead of raising.
-
-    Records are kept only for the threads that are inside :meth:`watch`.
-    """
-
-    LOGGER = 'oslo_messaging.notify'
-
-    def __init__(self):
-        super().__init__(level=logging.ERROR)
-        self._local = threading.local()
-
-    @contextlib.contextmanager
-    def watch(self):
-        caught = []
-        self._local.caught = caught
-        try:
-            yield caught
-        finally:
-            self._local.caught = None
-
-    def emit(self, record):
-        caught = getattr(self._local, 'caught', None)
-        if caught is not None:
-            caught.append(record)
-
-
-_failures = None
-_failures_lock = threading.Lock()
-
-
-def _send_failures():
-    global _failures
-    with _failures_lock:
-        if _failures is None:
-            _failures = _SendFailures()
-            logging.getLogger(_SendFailures.LOGGER).addHandler(_failures)
-        return _failures
-
-
 class Reporter:
     """Send Doctor reports as notifications.
 
@@ -376,7 +335,7 @@ class Reporter:
         self._notifier = oslo_messaging.Notifier(
             transport, publisher_id=self.publisher_id, driver='messagingv2',
             topics=[self.topic], retry=self.retry)
-        self._failures = _send_failures()
+        self._failures = send_failures.send_failures()
         if not logging.getLogger(
                 'oslo_messaging.notify.messaging').isEnabledFor(logging.ERROR):
             LOG.warning('oslo_messaging logs no errors: a report that cannot '

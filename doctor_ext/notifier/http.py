@@ -11,7 +11,8 @@ by tenants:
 * keep-alive connections (:mod:`~doctor_ext.notifier.client`), connect and
   read timeouts, no redirect followed;
 * bounded retries with exponential backoff and jitter for connection
-  errors, timeouts and 5xx answers (any other answer is final);
+  errors, timeouts and 5xx answers (any other answer is final): the POST
+  and its retries are in :mod:`~doctor_ext.notifier.post`;
 * the egress policy (:mod:`~doctor_ext.notifier.egress`): no POST to
   loopback, link-local or the agent's own endpoints unless allowed;
 * bounded, fair lanes (:mod:`~doctor_ext.notifier.lanes`): a capped pool
@@ -27,49 +28,23 @@ retries. Credentials never reach the logs: see :func:`mask_url`.
 
 import collections
 import concurrent.futures
-import http.client
-import ssl
 import threading
 import time
-import uuid
 
 from oslo_config import cfg
 from oslo_log import log
 
-from doctor_ext.notifier import client
 from doctor_ext.notifier import egress
 from doctor_ext.notifier import lanes as lanes_mod
 from doctor_ext.notifier import masking
 from doctor_ext.notifier import models
+from doctor_ext.notifier import post
 from doctor_ext.notifier import targets as targets_mod
-from doctor_ext import retry as retry_mod
 
 LOG = log.getLogger(__name__)
 
 GROUP = 'doctor_notifier'
 
-OPTS = [
-    cfg.FloatOpt('connect_timeout', default=1.0, min=0.001,
-                 help='Seconds to wait for a TCP (and TLS) connection to a '
-                      'consumer.'),
-    cfg.FloatOpt('read_timeout', default=5.0, min=0.001,
-                 help='Seconds to wait for a consumer to answer a POST '
-                      '(between any two bytes of the exchange).'),
-    cfg.IntOpt('max_retries', default=3, min=0,
-               help='Retries of one notification after a connection error, '
-                    'a timeout or a 5xx answer. Any other answer is final '
-                    '(a redirect too: it is never followed).'),
-    cfg.FloatOpt('retry_backoff', default=0.1, min=0.0,
-                 help='Delay before the first retry, in seconds; it doubles '
-                      'with every further retry (with jitter: the actual '
-                      'delay is drawn between half and all of it). The '
-                      'notification keeps its delivery thread meanwhile.'),
-    cfg.FloatOpt('retry_backoff_max', default=2.0, min=0.0,
-                 help='Upper bound of the delay between two retries, in '
-                      'seconds.'),
-]
-
-USER_AGENT = 'doctor-ext-notifier'
 # (alarm, action URL) pairs whose refusal by the egress policy was logged
 # at ERROR; later refusals of the same action are logged at DEBUG.
 MAX_REFUSALS_REMEMBERED = 10000
@@ -84,7 +59,7 @@ SSL_VERIFY_PARAM = targets_mod.SSL_VERIFY_PARAM
 
 def list_opts():
     """Every option of the notifier (group ``doctor_notifier``)."""
-    return (OPTS + lanes_mod.OPTS + egress.OPTS + targets_mod.OPTS)
+    return (post.OPTS + lanes_mod.OPTS + egress.OPTS + targets_mod.OPTS)
 
 
 def register_opts(conf):
@@ -111,13 +86,7 @@ class HttpNotifier:
             conf = cfg.ConfigOpts()
             conf([], default_config_files=[], default_config_dirs=[])
         register_opts(conf)
-        opts = conf[GROUP]
         self.conf = conf
-        self._connect_timeout = opts.connect_timeout
-        self._read_timeout = opts.read_timeout
-        self._max_retries = opts.max_retries
-        self._backoff = opts.retry_backoff
-        self._backoff_max = opts.retry_backoff_max
         self.egress = egress.EgressPolicy(conf)
         self._targets = targets_mod.Targets(conf, aodh_conf,
                                             check=self._refused_host)
@@ -127,6 +96,7 @@ class HttpNotifier:
         self._refusals = collections.OrderedDict()
         self.counters = collections.Counter()
         self._stopped = threading.Event()
+        self.poster = post.Poster(conf, self.egress, self._stopped)
 
     @property
     def aodh_conf(self):
@@ -301,7 +271,7 @@ class HttpNotifier:
             if target.plugin is not None:
                 delivery = self._call_plugin(notification, target)
             else:
-                delivery = self._post(notification, target, pool)
+                delivery = self.poster.post(notification, target, pool)
         except Exception as exc:
             LOG.exception('Unexpected error notifying alarm %(alarm_id)s at '
                           '%(url)s', {'alarm_id': notification.alarm_id,
@@ -328,111 +298,3 @@ class HttpNotifier:
                             url=target.masked, alarm_id=n.alarm_id)
         return Delivery(True, attempts=1, sent_at=sent_at, url=target.masked,
                         alarm_id=n.alarm_id)
-
-    def _post(self, notification, target, pool):
-        body = notification.body()
-        request_id = 'req-' + str(uuid.uuid4())
-        head = ('POST %s HTTP/1.1\r\nHost: %s\r\n'
-                'content-type: application/json\r\n'
-                'content-length: %d\r\nx-openstack-request-id: %s\r\n'
-                'user-agent: %s\r\n%s\r\n' % (
-                    target.request_path, target.host_header, len(body),
-                    request_id, USER_AGENT,
-                    'authorization: %s\r\n' % target.auth
-                    if target.auth else ''))
-        data = head.encode('latin-1') + body
-        sent_at = time.monotonic()
-        attempts = 0
-        status = None
-        while True:
-            attempts += 1
-            retry = True
-            try:
-                status, reason = self._exchange(target, data, pool)
-            except egress.EgressRefused as exc:
-                return Delivery(False, None, attempts - 1,
-                                error='cannot notify %r: %s' % (
-                                    target.masked, exc),
-                                sent_at=sent_at, url=target.masked,
-                                alarm_id=notification.alarm_id,
-                                request_id=request_id,
-                                outcome=models.REFUSED)
-            except ssl.SSLCertVerificationError as exc:
-                error, retry = models.describe(exc), False
-            except (OSError, http.client.HTTPException) as exc:
-                if self._stopped.is_set():
-                    error, retry = 'the notifier stopped', False
-                else:
-                    error = models.describe(exc)
-            else:
-                if 200 <= status < 300:
-                    return Delivery(True, status, attempts, sent_at=sent_at,
-                                    url=target.masked,
-                                    alarm_id=notification.alarm_id,
-                                    request_id=request_id)
-                error = 'HTTP %d %s' % (status, reason)
-                if 300 <= status < 400:
-                    error += ' (redirects are not followed)'
-                retry = status >= 500
-            if not retry or attempts > self._max_retries:
-                break
-            delay = self._delay(attempts)
-            LOG.warning('Notifying alarm %(alarm_id)s at %(url)s failed '
-                        '(attempt %(attempt)d of %(total)d): %(error)s; '
-                        'retrying in %(delay).3f s',
-                        {'alarm_id': notification.alarm_id,
-                         'url': target.masked, 'attempt': attempts,
-                         'total': self._max_retries + 1, 'error': error,
-                         'delay': delay})
-            if self._stopped.wait(delay):
-                error += '; then the notifier stopped'
-                break
-        return Delivery(False, status, attempts,
-                        error='POST %s: %s' % (target.masked, error),
-                        sent_at=sent_at, url=target.masked,
-                        alarm_id=notification.alarm_id,
-                        request_id=request_id)
-
-    def _delay(self, retry):
-        """Backoff before retry number ``retry`` (1, 2, ...), jittered."""
-        return retry_mod.backoff(retry, self._backoff, self._backoff_max,
-                                 jitter=True)
-
-    def _exchange(self, target, data, pool):
-        """One POST on a kept or new connection: (status, reason)."""
-        context = target.ssl_context
-        conn = pool.take(lambda c: c.ssl_context is context)
-        if conn is None:
-            conn = client.Connection(target.host, target.port, context,
-                                     self._connect_timeout,
-                                     self._read_timeout,
-                                     resolve=self.egress.addresses)
-            pool.lend(conn)
-        try:
-            if conn.sock is not None:
-                try:
-                    return self._request(conn, data)
-                except client.STALE_ERRORS:
-                    # The consumer closed the idle keep-alive connection:
-                    # reconnect at once, once, without counting an attempt.
-                    conn.close()
-            return self._request(conn, data)
-        finally:
-            pool.give_back(conn)
-
-    def _request(self, conn, data):
-        try:
-            if conn.sock is None:
-                try:
-                    conn.connect()
-                except TimeoutError:
-                    raise TimeoutError('no connection within connect_timeout '
-                                       '(%s s)' % self._connect_timeout)
-            try:
-                return conn.exchange(data)
-            except TimeoutError:
-                raise TimeoutError('no answer within read_timeout (%s s)'
-                                   % self._read_timeout)
-        except BaseException:
-            conn.close()
-            raise

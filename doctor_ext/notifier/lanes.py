@@ -15,7 +15,7 @@ go to each; this module keeps what that costs the agent bounded and fair:
 * **Queue bounds**: at most ``max_queued_per_consumer`` notifications
   waiting for one consumer and ``max_queued_per_project`` for one
   project. A notification beyond a bound makes the *oldest* waiting one of
-  that consumer (or project) be dropped: its :class:`Item` is handed to
+  that consumer (or project) be dropped: its :class:`.queues.Item` is handed to
   ``on_drop`` with the reason, never sent.
 * **Connections**: each consumer keeps the keep-alive connections its
   deliveries return, at most ``2 * max_delivery_threads`` over all
@@ -26,6 +26,11 @@ go to each; this module keeps what that costs the agent bounded and fair:
 :class:`Lanes` knows nothing of HTTP: ``deliver(payload, pool)`` does the
 work in a delivery thread (``pool`` lends the consumer's connections) and
 returns a callable run once the slot is free (to resolve the future).
+
+Over 400 lines as one concern: the scheduling of threads over the queues
+and the connections those threads keep change together under one lock
+(a delivery's slot, its consumer's connections and the consumer's
+forgetting); the records they change are in :mod:`.queues`.
 """
 
 import collections
@@ -34,6 +39,8 @@ import time
 
 from oslo_config import cfg
 from oslo_log import log
+
+from doctor_ext.notifier import queues
 
 LOG = log.getLogger(__name__)
 
@@ -75,70 +82,9 @@ WORKER_IDLE_TIMEOUT = 60.0
 # Seconds between two looks for idle consumers.
 REAP_INTERVAL = 1.0
 
-QUEUED, TAKEN, DROPPED = 'queued', 'taken', 'dropped'
-
 
 def register_opts(conf):
     conf.register_opts(OPTS, group=GROUP)
-
-
-class Item:
-    """One queued piece of work (``payload`` is the caller's)."""
-
-    __slots__ = ('payload', 'queue', 'state')
-
-    def __init__(self, payload, queue):
-        self.payload = payload
-        self.queue = queue
-        self.state = QUEUED
-
-
-class _Fifo:
-    """Items in arrival order; taken or dropped ones are skipped lazily."""
-
-    __slots__ = ('items',)
-
-    def __init__(self):
-        self.items = collections.deque()
-
-    def push(self, item, live):
-        self.items.append(item)
-        if len(self.items) > 2 * live + 64:
-            self.items = collections.deque(
-                i for i in self.items if i.state is QUEUED)
-
-    def oldest(self):
-        while self.items and self.items[0].state is not QUEUED:
-            self.items.popleft()
-        return self.items[0] if self.items else None
-
-
-class _Queue:
-    """The notifications of one project for one consumer."""
-
-    __slots__ = ('project', 'consumer', 'items', 'queued', 'listed')
-
-    def __init__(self, project, consumer):
-        self.project = project
-        self.consumer = consumer
-        self.items = collections.deque()
-        self.queued = 0
-        # In its project's ready ring or its consumer's waiting list.
-        self.listed = False
-
-
-class _Project:
-    __slots__ = ('key', 'queues', 'ready', 'in_flight', 'queued', 'fifo',
-                 'in_ring')
-
-    def __init__(self, key):
-        self.key = key
-        self.queues = {}
-        self.ready = collections.deque()
-        self.in_flight = 0
-        self.queued = 0
-        self.fifo = _Fifo()
-        self.in_ring = False
 
 
 class Pool:
@@ -154,7 +100,7 @@ class Pool:
         self.waiting = collections.deque()
         self.in_flight = 0
         self.queued = 0
-        self.fifo = _Fifo()
+        self.fifo = queues.Fifo()
         self.active_at = time.monotonic()
         self._lanes = lanes
 
@@ -219,7 +165,8 @@ class Lanes:
                 return False
             project = self._projects.get(project_key)
             if project is None:
-                project = self._projects[project_key] = _Project(project_key)
+                project = self._projects[project_key] = queues.Project(
+                    project_key)
             pool = self._pools.get(consumer_key)
             if pool is None:
                 pool = self._pools[consumer_key] = Pool(self, consumer_key)
@@ -227,8 +174,9 @@ class Lanes:
             if queue is None or queue.consumer is not pool:
                 # (A queue left empty by drops may outlive its forgotten
                 # consumer: it is forgotten in turn when it comes up.)
-                queue = project.queues[consumer_key] = _Queue(project, pool)
-            item = Item(payload, queue)
+                queue = project.queues[consumer_key] = queues.Queue(
+                    project, pool)
+            item = queues.Item(payload, queue)
             queue.items.append(item)
             queue.queued += 1
             project.queued += 1
@@ -254,7 +202,7 @@ class Lanes:
         return True
 
     def _drop(self, item):
-        item.state = DROPPED
+        item.state = queues.DROPPED
         queue = item.queue
         queue.queued -= 1
         queue.project.queued -= 1
@@ -308,12 +256,12 @@ class Lanes:
                     continue
                 while queue.items and item is None:
                     candidate = queue.items.popleft()
-                    if candidate.state is QUEUED:
+                    if candidate.state is queues.QUEUED:
                         item = candidate
                 if item is None:
                     self._forget_queue(queue)
                     continue
-                item.state = TAKEN
+                item.state = queues.TAKEN
                 queue.queued -= 1
                 project.queued -= 1
                 pool.queued -= 1
@@ -471,9 +419,9 @@ class Lanes:
             self._stopping = True
             pending = [i for p in self._projects.values()
                        for q in p.queues.values() for i in q.items
-                       if i.state is QUEUED]
+                       if i.state is queues.QUEUED]
             for item in pending:
-                item.state = DROPPED
+                item.state = queues.DROPPED
             busy = [c for pool in self._pools.values() for c in pool.busy]
             idle = list(self._idle_conns)
             self._idle_conns.clear()

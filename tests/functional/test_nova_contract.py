@@ -18,6 +18,7 @@ import oslo_messaging
 from oslotest import base as oslo_base
 
 from doctor_ext.inspector import fencing
+from doctor_ext.inspector import nova_connection
 from doctor_ext.monitor import report
 from doctor_ext_lab import nova as nova_mod
 from doctor_ext_lab import services
@@ -66,12 +67,12 @@ class NovaContract:
         self.host, self.mine, self.other_host = self.given()
         conf = cfg.ConfigOpts()
         conf([], project='doctor-contract')
-        fencing.register_opts(conf)
+        nova_connection.register_opts(conf)
         conf.register_opts(ks_loading.get_auth_plugin_conf_options(
-            'password'), group=fencing.GROUP)
+            'password'), group=nova_connection.GROUP)
         for k, v in self.credentials.items():
-            conf.set_override(k, v, group=fencing.GROUP)
-        conf.set_override('retry_backoff', 0.05, group=fencing.GROUP)
+            conf.set_override(k, v, group=nova_connection.GROUP)
+        conf.set_override('retry_backoff', 0.05, group=nova_connection.GROUP)
         self.fencer = fencing.NovaFencer(conf)
         self.addCleanup(self.fencer.close)
 

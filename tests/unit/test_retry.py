@@ -66,3 +66,46 @@ class TestUntilDone(base.BaseTestCase):
         self.stop.set()
         self.assertIsNone(retry.until_done(self.fail, 'x', self.stop,
                                            first=1.0, most=1.0))
+
+
+class TestAttempts(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.log = self.useFixture(fixtures.FakeLogger())
+
+    def test_retries_until_it_returns(self):
+        outcomes = iter([OSError('not yet 1'), OSError('not yet 2'), 'done'])
+
+        def flaky():
+            outcome = next(outcomes)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        self.assertEqual('done', retry.attempts(flaky, 'Doing it', 3,
+                                                first=0.001, most=0.002))
+        self.assertEqual([], list(outcomes))
+        self.assertIn('Doing it: not yet 1; retry 1 of 2', self.log.output)
+        self.assertIn('Doing it: not yet 2; retry 2 of 2', self.log.output)
+
+    def test_last_error_raised_after_the_attempts(self):
+        calls = []
+
+        def failing():
+            calls.append(1)
+            raise OSError('down %d' % len(calls))
+        error = self.assertRaises(OSError, retry.attempts, failing, 'x', 4,
+                                  first=0.001)
+        self.assertEqual('down 4', str(error))
+        self.assertEqual(4, len(calls))
+
+    def test_other_errors_raised_at_once(self):
+        calls = []
+
+        def broken():
+            calls.append(1)
+            raise KeyError('bug')
+        self.assertRaises(KeyError, retry.attempts, broken, 'x', 5,
+                          first=0.001, retry_on=OSError)
+        self.assertEqual(1, len(calls))
+        self.assertEqual('', self.log.output)

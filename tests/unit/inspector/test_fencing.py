@@ -12,6 +12,7 @@ from oslo_config import fixture as config_fixture
 from oslotest import base
 
 from doctor_ext.inspector import fencing
+from doctor_ext.inspector import nova_connection
 from doctor_ext_lab import nova as nova_double
 
 
@@ -27,16 +28,16 @@ class FencerTestCase(base.BaseTestCase):
         self.conf = cfg.ConfigOpts()
         self.conf([], project='doctor-ext-test')
         self.cfg = self.useFixture(config_fixture.Config(self.conf))
-        fencing.register_opts(self.conf)
-        self.nova.configure(self.conf, fencing.GROUP, user=self.user)
-        self.cfg.config(group=fencing.GROUP, retry_backoff=0.01,
+        nova_connection.register_opts(self.conf)
+        self.nova.configure(self.conf, nova_connection.GROUP, user=self.user)
+        self.cfg.config(group=nova_connection.GROUP, retry_backoff=0.01,
                         call_timeout=5.0)
         self.nova.add_host('compute-1')
         self.nova.add_host('compute-2')
 
     def fencer(self, **overrides):
         if overrides:
-            self.cfg.config(group=fencing.GROUP, **overrides)
+            self.cfg.config(group=nova_connection.GROUP, **overrides)
         fencer = fencing.NovaFencer(self.conf)
         self.addCleanup(fencer.close)
         return fencer
@@ -45,21 +46,21 @@ class FencerTestCase(base.BaseTestCase):
 class TestOptions(base.BaseTestCase):
 
     def test_opts(self):
-        names = {o.dest for o in fencing.OPTS}
+        names = {o.dest for o in nova_connection.OPTS}
         self.assertEqual({'max_parallel_resets', 'call_timeout',
                           'max_retries', 'retry_backoff', 'region_name',
                           'interface'}, names)
         conf = cfg.ConfigOpts()
-        fencing.register_opts(conf)
-        fencing.register_opts(conf)  # idempotent
-        group = conf[fencing.GROUP]
+        nova_connection.register_opts(conf)
+        nova_connection.register_opts(conf)  # idempotent
+        group = conf[nova_connection.GROUP]
         self.assertEqual((32, 10.0, 3, 0.2),
                          (group.max_parallel_resets, group.call_timeout,
                           group.max_retries, group.retry_backoff))
-        self.assertEqual('doctor_nova', fencing.GROUP)
+        self.assertEqual('doctor_nova', nova_connection.GROUP)
 
     def test_list_auth_opts(self):
-        opts = fencing.list_auth_opts()
+        opts = nova_connection.list_auth_opts()
         names = [o.dest for o in opts]
         self.assertEqual(len(names), len(set(names)))
         for name in ('auth_type', 'auth_section', 'auth_url', 'username',
@@ -68,7 +69,8 @@ class TestOptions(base.BaseTestCase):
                      'endpoint_override'):
             self.assertIn(name, names)
         # Nothing listed twice for the config generator.
-        self.assertEqual(set(), set(names) & {o.dest for o in fencing.OPTS})
+        self.assertEqual(set(), set(names) & {
+            o.dest for o in nova_connection.OPTS})
         self.assertTrue([o for o in opts if o.dest == 'password'][0].secret)
 
     def test_no_credentials_is_a_clear_error(self):
@@ -326,7 +328,7 @@ class TestMemberUser(FencerTestCase):
 class TestCredentials(FencerTestCase):
 
     def test_wrong_password(self):
-        self.cfg.config(group=fencing.GROUP, password='not-it')
+        self.cfg.config(group=nova_connection.GROUP, password='not-it')
         exc = self.assertRaises(fencing.FencingError,
                                 self.fencer().servers_on_host, 'compute-1')
         self.assertIn('HTTP 401', str(exc))
@@ -336,7 +338,7 @@ class TestCredentials(FencerTestCase):
     def test_no_token_or_password_in_logs(self):
         password = 'pw-%s' % uuid.uuid4().hex
         self.nova.add_user('fencer', password, 'admin', roles=('admin',))
-        self.cfg.config(group=fencing.GROUP, username='fencer',
+        self.cfg.config(group=nova_connection.GROUP, username='fencer',
                         password=password)
         logger = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
         # oslo.log's default_log_levels (set up by other tests of the same
@@ -369,9 +371,9 @@ class TestCredentials(FencerTestCase):
         self.cfg.config(group='service_credentials', interface='internal',
                         region_name='RegionOne')
         for name in ('auth_url', 'username', 'password', 'project_name'):
-            self.conf.clear_override(name, group=fencing.GROUP)
-        self.conf.clear_override('auth_type', group=fencing.GROUP)
-        self.cfg.config(group=fencing.GROUP,
+            self.conf.clear_override(name, group=nova_connection.GROUP)
+        self.conf.clear_override('auth_type', group=nova_connection.GROUP)
+        self.cfg.config(group=nova_connection.GROUP,
                         auth_section='service_credentials')
         self.nova.add_server('compute-1', 'p')
         self.assertEqual(1,

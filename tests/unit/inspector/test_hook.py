@@ -20,6 +20,7 @@ from doctor_ext.inspector import core
 from doctor_ext.inspector import fencing
 from doctor_ext.inspector import instances
 from doctor_ext.inspector import journal as journal_mod
+from doctor_ext.inspector import nova_connection
 from doctor_ext.inspector import report_check
 from doctor_ext.monitor import report
 from doctor_ext.monitor import signing
@@ -68,9 +69,9 @@ class InspectorTest(base.BaseTestCase):
         self.nova = self.useFixture(nova_mod.NovaDoubleFixture()).nova
         self.conf = cfg.ConfigOpts()
         self.conf([], project='doctor-test')
-        fencing.register_opts(self.conf)
-        self.nova.configure(self.conf, fencing.GROUP)
-        self.conf.set_override('retry_backoff', 0.01, fencing.GROUP)
+        nova_connection.register_opts(self.conf)
+        self.nova.configure(self.conf, nova_connection.GROUP)
+        self.conf.set_override('retry_backoff', 0.01, nova_connection.GROUP)
         # Fault handling here; the report check has its tests (below, and
         # test_report_check).
         report_check.register_opts(self.conf)

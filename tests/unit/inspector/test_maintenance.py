@@ -27,6 +27,7 @@ from doctor_ext.inspector import fencing
 from doctor_ext.inspector import maintenance
 from doctor_ext.inspector import maintenance_events as mevents
 from doctor_ext.inspector import maintenance_state
+from doctor_ext.inspector import nova_connection
 from doctor_ext.inspector import report_check
 from doctor_ext.inspector import resource_map
 from doctor_ext import opts
@@ -594,9 +595,9 @@ class TestLiveMigrate(base.BaseTestCase):
         conf = cfg.ConfigOpts()
         conf([], project='doctor-ext-test')
         self.useFixture(config_fixture.Config(conf))
-        fencing.register_opts(conf)
-        self.nova.configure(conf, fencing.GROUP)
-        conf.set_override('retry_backoff', 0.01, group=fencing.GROUP)
+        nova_connection.register_opts(conf)
+        self.nova.configure(conf, nova_connection.GROUP)
+        conf.set_override('retry_backoff', 0.01, group=nova_connection.GROUP)
         self.fencer = fencing.NovaFencer(conf)
         self.addCleanup(self.fencer.close)
         for host in ('compute-1', 'compute-2', 'compute-3'):

@@ -17,6 +17,7 @@ from doctor_ext.inspector import fencing
 from doctor_ext.inspector import guard
 from doctor_ext.inspector import instances
 from doctor_ext.inspector import journal as journal_mod
+from doctor_ext.inspector import nova_connection
 from doctor_ext.inspector import power as power_mod
 from doctor_ext.inspector import power_fencing
 from doctor_ext.inspector import recovery
@@ -42,8 +43,8 @@ class PowerFencingTest(base.BaseTestCase):
             HOSTS)).emulator
         self.conf = cfg.ConfigOpts()
         self.conf([], project='doctor-test')
-        fencing.register_opts(self.conf)
-        self.nova.configure(self.conf, fencing.GROUP)
+        nova_connection.register_opts(self.conf)
+        self.nova.configure(self.conf, nova_connection.GROUP)
         report_check.register_opts(self.conf)
         self.conf.set_override('verify', False, report_check.GROUP)
         self.bmc_file = self.useFixture(fixtures.TempDir()).join('bmc.yaml')

@@ -8,6 +8,7 @@ import time
 from oslo_utils import timeutils
 from oslotest import base
 
+from doctor_ext.monitor import icmp
 from doctor_ext.monitor import ping
 from doctor_ext.monitor import report
 
@@ -88,8 +89,8 @@ class ParseHostsTest(base.BaseTestCase):
 
     def test_checksum(self):
         # The echo request of the Doctor sample monitor: 08 00 f7 ff ...
-        self.assertEqual(0xf7ff, ping.checksum(b'\x08' + bytes(7)))
-        self.assertEqual(0, ping.checksum(b'\x08\x00\xf7\xff' + bytes(4)))
+        self.assertEqual(0xf7ff, icmp.checksum(b'\x08' + bytes(7)))
+        self.assertEqual(0, icmp.checksum(b'\x08\x00\xf7\xff' + bytes(4)))
 
 
 class PingMonitorTest(base.BaseTestCase):
@@ -287,11 +288,11 @@ class IcmpProbeTest(base.BaseTestCase):
     """The real ICMP echo, on loopback only."""
 
     def _probe(self):
-        probe = ping.IcmpProbe()
+        probe = icmp.IcmpProbe()
         self.addCleanup(probe.close)
         try:
             probe.check('127.0.0.1')
-        except ping.ProbeUnavailable as e:
+        except icmp.ProbeUnavailable as e:
             self.skipTest(str(e))
         return probe
 
@@ -311,7 +312,7 @@ class IcmpProbeTest(base.BaseTestCase):
         self.assertTrue(probe('::1', 1.0))
 
     def test_unresolvable(self):
-        probe = ping.IcmpProbe()
+        probe = icmp.IcmpProbe()
         self.addCleanup(probe.close)
         self.assertRaises(ValueError, probe.sockaddr, 'no-such-host.invalid')
 
@@ -321,7 +322,7 @@ class IcmpProbeTest(base.BaseTestCase):
             m = ping.PingMonitor({'localhost-test': '127.0.0.1'}, reporter,
                                  interval=0.01, timeout=1.0,
                                  misses_before_down=1)
-        except ping.ProbeUnavailable as e:
+        except icmp.ProbeUnavailable as e:
             self.skipTest(str(e))
         m.start()
         self.addCleanup(m.stop, DEADLINE)

@@ -14,6 +14,7 @@ from oslo_utils import timeutils
 from oslotest import base
 
 from doctor_ext.monitor import report
+from doctor_ext.monitor import send_failures
 from doctor_ext.monitor import signing
 
 DEADLINE = 10.0
@@ -298,7 +299,7 @@ class ReporterTest(base.BaseTestCase):
 
     def test_failure_of_another_thread_is_not_ours(self):
         # The notifier logs send errors; only the sending thread's count.
-        failures = report._send_failures()
+        failures = send_failures.send_failures()
         other_done = threading.Event()
 
         def other():

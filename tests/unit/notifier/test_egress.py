@@ -11,7 +11,7 @@ from oslo_messaging import opts as messaging_opts
 from oslotest import base
 
 from doctor_ext.evaluator import store
-from doctor_ext.inspector import fencing
+from doctor_ext.inspector import nova_connection
 from doctor_ext.notifier import client
 from doctor_ext.notifier import egress
 from doctor_ext.notifier import http as notifier_http
@@ -63,7 +63,7 @@ class TestDefaults(EgressTestCase):
 
     def test_own_endpoints_refused(self):
         store.register_opts(self.conf)
-        fencing.register_opts(self.conf)
+        nova_connection.register_opts(self.conf)
         self.conf.register_opts(dict(messaging_opts.list_opts())[None])
         self.config.config(group='doctor_evaluator',
                            aodh_connection='postgresql://aodh:pw@192.0.2.10'
@@ -75,7 +75,8 @@ class TestDefaults(EgressTestCase):
         # The auth plugin's options exist once it is loaded, as in the
         # fencer.
         self.conf.register_opts(
-            fencing.ks_loading.get_auth_plugin_conf_options('password'),
+            nova_connection.ks_loading.get_auth_plugin_conf_options(
+                'password'),
             group='doctor_nova')
         self.config.config(group='doctor_nova',
                            auth_url='http://192.0.2.13:5000/v3')

@@ -369,7 +369,7 @@ class TestRetries(NotifierTestCase):
 
     def test_backoff_grows_and_is_bounded(self):
         notifier = self.notifier(retry_backoff=0.1, retry_backoff_max=0.3)
-        delays = [[notifier._delay(retry) for _ in range(50)]
+        delays = [[notifier.poster._delay(retry) for _ in range(50)]
                   for retry in (1, 2, 3, 4)]
         for bounds, values in zip([(0.05, 0.1), (0.1, 0.2), (0.15, 0.3),
                                    (0.15, 0.3)], delays):
