@@ -1,4 +1,4 @@
-"""Scenario ``neighbour`` of ``doctor-ext-bench``: a tenant beside a greedy one.
+"""``doctor-ext-bench`` scenario ``neighbour``: a tenant beside a greedy one.
 
 A mixin of :class:`doctor_ext_lab.bench.Bench`, doctor-ext only (stock has
 no bound on tenants to compare with). Each sample is two host failures of
