@@ -68,8 +68,8 @@ def main(argv=None):
         # A literal block: the figures read as the JSON they are.
         print('\nThe ``extra`` figures of each scenario::\n')
     for r in extras:
-        print('    %s: %s' % (r['scenario'], json.dumps(r['extra'],
-                                                      sort_keys=True)))
+        figures = json.dumps(r['extra'], sort_keys=True)
+        print('    %s: %s' % (r['scenario'], figures))
     return 0
 
 
