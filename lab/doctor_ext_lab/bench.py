@@ -25,6 +25,7 @@ import time
 import uuid
 import warnings
 
+from doctor_ext_lab import bench_cold
 from doctor_ext_lab import bench_floor
 from doctor_ext_lab import bench_scenarios
 from doctor_ext_lab import bench_targets
@@ -43,7 +44,8 @@ index_bytes_per_alarm = bench_util.index_bytes_per_alarm
 class Side:
     """One pipeline: its vhost, database, Nova double, agent, emitters."""
 
-    def __init__(self, name, consumers, workdir, db_url, timeline=False):
+    def __init__(self, name, consumers, workdir, db_url, timeline=False,
+                 agent_options=()):
         self.name = name
         self.consumers = consumers
         self.broker = services.Broker().start()
@@ -55,6 +57,10 @@ class Side:
             timeline = str(bool(timeline))
             options = {'doctor_evaluator': {'timeline_log': timeline},
                        'doctor_inspector': {'timeline_log': timeline}}
+            for item in agent_options:
+                key, _, value = item.partition('=')
+                section, _, key = key.rpartition('.')
+                options.setdefault(section, {})[key] = value
         self.stack = cls(self.nova.credentials(),
                          transport_url=self.broker.url, db_url=db_url,
                          workdir=os.path.join(workdir, name),
@@ -176,7 +182,7 @@ class Side:
         self.nova.stop()
 
 
-class Bench(bench_scenarios.Scenarios):
+class Bench(bench_scenarios.Scenarios, bench_cold.ColdFault):
     def __init__(self, args):
         self.args = args
         self.results = []
@@ -211,7 +217,8 @@ class Bench(bench_scenarios.Scenarios):
         for name in PIPELINES:
             say('starting the %s services' % name)
             side = Side(name, self.consumers, self.workdir, self.args.db_url,
-                        timeline=self.args.timeline)
+                        timeline=self.args.timeline,
+                        agent_options=self.args.agent_option)
             self.sides[name] = side
             side.start_services()
         # The floor: same broker, same consumers, a vhost of its own; the
@@ -264,8 +271,8 @@ class Bench(bench_scenarios.Scenarios):
                 self.consumer_of)
             self.burst_path[name] = '/%s/burst' % name
             self.cold[name] = side.add_vms(
-                'cold-host', 1 + a.cold_warm, ['cold-%d' % i
-                                               for i in range(10)],
+                'cold-host', a.cold_repeat * (2 + a.cold_warm) + 1,
+                ['cold-%d' % i for i in range(10)],
                 '/%s/cold' % name, self.consumer_of)
             self.cold_path[name] = '/%s/cold' % name
             self.racks[name] = []
@@ -286,8 +293,9 @@ class Bench(bench_scenarios.Scenarios):
         self.burst['floor'] = f.add_vms(
             'burst-host', a.burst, ['burst-%d' % i for i in range(100)])
         self.burst_path['floor'] = f.path('burst-host')
-        self.cold['floor'] = f.add_vms('cold-host', 1 + a.cold_warm,
-                                       ['cold-%d' % i for i in range(10)])
+        self.cold['floor'] = f.add_vms(
+            'cold-host', a.cold_repeat * (2 + a.cold_warm) + 1,
+            ['cold-%d' % i for i in range(10)])
         self.cold_path['floor'] = f.path('cold-host')
         self.racks['floor'] = [
             (host, [vm for vm, _ in f.add_vms(host, a.rack_vms, [
@@ -695,6 +703,21 @@ def parse_args(argv):
                         'fault')
     p.add_argument('--cold-warm', type=int, default=20,
                    help='warm faults after the cold one, for the ratio')
+    p.add_argument('--cold-repeat', type=int, default=1,
+                   help='cycles of idle, cold fault and warm faults: one '
+                        'cold sample each (the median is reported)')
+    p.add_argument('--cold-checkpoint', action='store_true',
+                   help='each cold cycle ends with a forced PostgreSQL '
+                        'CHECKPOINT and one more doctor-ext fault')
+    p.add_argument('--cold-profile', metavar='DIR',
+                   help="py-spy (on PATH) samples the doctor-ext agent's "
+                        'worker around each cold fault and the first warm '
+                        'one after it; raw profiles to DIR')
+    p.add_argument('--agent-option', action='append', default=[],
+                   metavar='SECTION.KEY=VALUE',
+                   help="an option of the doctor-ext agent's "
+                        'ceilometer.conf, e.g. notification.workers=2 '
+                        '(repeatable)')
     p.add_argument('--rack-hosts', type=int, default=10)
     p.add_argument('--rack-vms', type=int, default=200)
     p.add_argument('--rack-stock-timeout', type=float, default=300.0)

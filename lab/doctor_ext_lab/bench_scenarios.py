@@ -1,7 +1,7 @@
 """Scenarios of ``doctor-ext-bench`` measured against the floor.
 
 A mixin of :class:`doctor_ext_lab.bench.Bench`: the burst (the queue
-pre-loaded with the pipeline stopped), the cold fault, the rack, and the
+pre-loaded with the pipeline stopped), the rack, and the
 alarm scale up to a million alarms with the first event after a restart.
 Every scenario here runs the floor (:mod:`doctor_ext_lab.floor`) in the
 same run where it has one.
@@ -134,41 +134,6 @@ class Scenarios:
                 side.stack.wait_agent(side.stack.agents[0], timeout=300)
         self.add('burst of %d faults, pre-loaded (events/s)' % a.burst, row,
                  'events_per_s', higher_is_better=True)
-
-    # -- cold fault ------------------------------------------------------
-    def cold_fault(self):
-        """One fault after every pipeline idled ``--cold-idle`` seconds.
-
-        Then ``--cold-warm`` warm faults, for the ratio.
-        """
-        lab = bench_util
-        a = self.args
-        lab.say('scenario 6: cold fault, idle for %d s' % a.cold_idle)
-        time.sleep(a.cold_idle)
-        row = {}
-        for name in ['doctor_ext'] + [n for n in lab.PIPELINES
-                                      if n != 'doctor_ext'] + ['floor']:
-            if name not in lab.PIPELINES + ['floor']:
-                continue
-            side = self.floor if name == 'floor' else self.sides[name]
-            path = self.cold_path[name]
-            vms = self.cold[name]
-            cold = self._fault_latency(side, vms[0][0], vms[0][1],
-                                       'cold-host', path, a.timeout)
-            row[name] = {'idle_s': a.cold_idle, 'cold_ms': lab.ms(cold)}
-        for name in lab.PIPELINES + ['floor']:
-            side = self.floor if name == 'floor' else self.sides[name]
-            warm = [self._fault_latency(side, vm, project, 'cold-host',
-                                        self.cold_path[name], a.timeout)
-                    for vm, project in self.cold[name][1:]]
-            warm = [w for w in warm if w is not None]
-            warm_p50 = statistics.median(warm) if warm else None
-            row[name]['warm_p50_ms'] = lab.ms(warm_p50)
-            if warm_p50 and row[name]['cold_ms']:
-                row[name]['cold_vs_warm'] = round(
-                    row[name]['cold_ms'] / lab.ms(warm_p50), 2)
-        self.add('cold fault after %d s idle (ms)' % a.cold_idle, row,
-                 'cold_ms')
 
     # -- rack --------------------------------------------------------------
     def rack(self):

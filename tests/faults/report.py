@@ -63,10 +63,13 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     records = load(argv[0] if argv else base.RESULTS)
     print(table(records))
-    for r in records:
-        if r['extra']:
-            print('%s: %s' % (r['scenario'], json.dumps(r['extra'],
-                                                        sort_keys=True)))
+    extras = [r for r in records if r['extra']]
+    if extras:
+        # A literal block: the figures read as the JSON they are.
+        print('\nThe ``extra`` figures of each scenario::\n')
+    for r in extras:
+        figures = json.dumps(r['extra'], sort_keys=True)
+        print('    %s: %s' % (r['scenario'], figures))
     return 0
 
 

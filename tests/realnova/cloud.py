@@ -17,7 +17,10 @@
   for doctor-ext while the test itself talks to nova-api directly.
 
 Nova is configured as doc/source/install.rst tells an operator (legacy and
-versioned notifications, ``notify_on_state_change = vm_state``). The catalog
+versioned notifications, ``notify_on_state_change = vm_state``, and the
+guide's policy rules for the agent's own ``doctor`` role, read from the
+guide itself; Keystone has that role's ``doctor`` user in a ``doctor``
+project, and a ``doctor-member`` user of that project without it). The catalog
 (identity, compute, placement, image, network; region ``RegionOne``) is what
 doctor-ext reaches through keystoneauth with :meth:`RealCloud.credentials`.
 
@@ -32,10 +35,12 @@ import ctypes
 import grp
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -44,6 +49,7 @@ from keystoneauth1 import adapter
 from keystoneauth1.identity import v3
 from keystoneauth1 import session as ks_session
 import sqlalchemy as sa
+import yaml
 
 from doctor_ext_lab import services
 from tests import proxy
@@ -59,6 +65,14 @@ PROJECTS = ('project-a', 'project-b', 'project-c')
 FLAVOR = 'doctor.tiny'
 MICROVERSION = '2.95'
 START_TIMEOUT = 300
+# The agent's own Nova user, role and project (doc/source/install.rst).
+DOCTOR = 'doctor'
+# A user of the same project without that role: what Nova refuses.
+MEMBER = 'doctor-member'
+INSTALL_GUIDE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
+                             'doc', 'source', 'install.rst')
+POLICY_BLOCK = re.compile(
+    r"these\s+rules\s+in\s+Nova's\s+``policy.yaml``")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -76,6 +90,29 @@ def _die_with_parent():
 def _ini(path, sections):
     services._write_ini(path, sections)
     return path
+
+
+def install_guide_nova_policy(path=INSTALL_GUIDE):
+    """The install guide's Nova policy rules, as pasted: ``{rule: check}``.
+
+    They are the literal block of the paragraph that matches
+    :data:`POLICY_BLOCK`; the cloud's nova-api runs with exactly these.
+    """
+    with open(path) as f:
+        text = f.read()
+    found = POLICY_BLOCK.search(text)
+    if not found:
+        raise CloudError('no Nova policy paragraph in %s' % path)
+    start = text.index('::\n', found.end()) + 3
+    lines = []
+    for line in text[start:].splitlines():
+        if line.strip() and not line.startswith('     '):
+            break
+        lines.append(line)
+    rules = yaml.safe_load(textwrap.dedent('\n'.join(lines)))
+    if not rules:
+        raise CloudError('no Nova policy rules found in %s' % path)
+    return rules
 
 
 class CloudError(services.StackError):
@@ -150,10 +187,15 @@ class RealCloud:
         """nova-api itself (the tests' own calls), not the proxy."""
         return self.url('nova') + '/v2.1'
 
-    def credentials(self, project='admin'):
-        """keystoneauth ``password`` options of the cloud's admin."""
+    def credentials(self, project='admin', user='admin'):
+        """keystoneauth ``password`` options of the cloud's admin.
+
+        ``user=DOCTOR`` (with ``project=DOCTOR``) gives the user of the
+        install guide's Nova role instead, ``MEMBER`` a user of that
+        project without the role.
+        """
         return {'auth_type': 'password', 'auth_url': self.auth_url,
-                'username': 'admin', 'password': self.password,
+                'username': user, 'password': self.password,
                 'project_name': project, 'user_domain_name': 'Default',
                 'project_domain_name': 'Default', 'region_name': REGION}
 
@@ -319,7 +361,11 @@ class RealCloud:
             'notifications': {'notify_on_state_change': 'vm_state',
                               'notification_format': 'both'},
             'vnc': {'enabled': 'False'},
+            # The install guide's rules for the agent's own role.
+            'oslo_policy': {'policy_file': self.path('nova', 'policy.yaml')},
         })
+        with open(self.path('nova', 'policy.yaml'), 'w') as f:
+            yaml.safe_dump(install_guide_nova_policy(), f)
         # nova-api reads its paste pipeline from its first config file.
         shutil.copy(os.path.join(self.venv, 'etc', 'nova', 'api-paste.ini'),
                     self.path('nova', 'api-paste.ini'))
@@ -419,18 +465,19 @@ class RealCloud:
                           proc.proc, self.path('keystone.log'))
 
     # -- Keystone contents ----------------------------------------------------
-    def _new_session(self, project):
-        auth = v3.Password(auth_url=self.auth_url, username='admin',
+    def _new_session(self, project, user='admin'):
+        auth = v3.Password(auth_url=self.auth_url, username=user,
                            password=self.password, project_name=project,
                            user_domain_name='Default',
                            project_domain_name='Default')
         return ks_session.Session(auth=auth)
 
-    def session(self, project='admin'):
+    def session(self, project='admin', user='admin'):
         with self._lock:
-            if project not in self._sessions:
-                self._sessions[project] = self._new_session(project)
-            return self._sessions[project]
+            if (project, user) not in self._sessions:
+                self._sessions[project, user] = self._new_session(project,
+                                                                  user)
+            return self._sessions[project, user]
 
     def keystone(self, method, path, json=None, ok=(200, 201, 204)):
         resp = self.session().request(self.auth_url + path, method,
@@ -449,7 +496,7 @@ class RealCloud:
     def _register(self):
         self._progress('registering users, projects and the catalog')
         role = {r: self._find_or_create('role', r, {'name': r})
-                for r in ('admin', 'service', 'member', 'reader')}
+                for r in ('admin', 'service', 'member', 'reader', DOCTOR)}
         service_project = self._find_or_create(
             'project', 'service', {'name': 'service',
                                    'domain_id': 'default'})
@@ -472,6 +519,18 @@ class RealCloud:
             self.project_ids[name] = pid
             self.keystone('PUT', '/projects/%s/users/%s/roles/%s' % (
                 pid, admin, role['admin']))
+        # The agent's own user, as the install guide has it: a role of its
+        # own in a project of its own; and a user of that project without
+        # the role.
+        doctor = self._find_or_create('project', DOCTOR, {
+            'name': DOCTOR, 'domain_id': 'default'})
+        self.project_ids[DOCTOR] = doctor
+        for name, r in ((DOCTOR, DOCTOR), (MEMBER, 'member')):
+            uid = self._find_or_create('user', name, {
+                'name': name, 'password': self.password,
+                'domain_id': 'default'})
+            self.keystone('PUT', '/projects/%s/users/%s/roles/%s' % (
+                doctor, uid, role[r]))
         endpoints = {
             'compute': ('nova', 'http://127.0.0.1:%d/v2.1' % self.proxy.port),
             'placement': ('placement', self.url('placement')),
@@ -488,10 +547,11 @@ class RealCloud:
 
     # -- Nova -----------------------------------------------------------------
     def nova(self, method, path, json=None, project='admin',
-             microversion=MICROVERSION, ok=(200, 201, 202, 204)):
-        """A call to nova-api itself, as the admin scoped to ``project``."""
+             microversion=MICROVERSION, ok=(200, 201, 202, 204),
+             user='admin'):
+        """A call to nova-api itself, as ``user`` scoped to ``project``."""
         resp = adapter.Adapter(
-            self.session(project), endpoint_override=self.compute_url,
+            self.session(project, user), endpoint_override=self.compute_url,
             service_type='compute').request(
             path, method, json=json, raise_exc=False, headers={
                 'OpenStack-API-Version': 'compute %s' % microversion})
