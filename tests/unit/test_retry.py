@@ -88,6 +88,15 @@ class TestAttempts(base.BaseTestCase):
         self.assertIn('Doing it: not yet 1; retry 1 of 2', self.log.output)
         self.assertIn('Doing it: not yet 2; retry 2 of 2', self.log.output)
 
+    def test_waits_double_up_to_the_cap(self):
+        def failing():
+            raise OSError('down')
+        self.assertRaises(OSError, retry.attempts, failing, 'x', 5,
+                          first=0.01, most=0.03)
+        waits = [line.rsplit(' in ', 1)[1]
+                 for line in self.log.output.splitlines()]
+        self.assertEqual(['0.01 s', '0.02 s', '0.03 s', '0.03 s'], waits)
+
     def test_last_error_raised_after_the_attempts(self):
         calls = []
 
