@@ -18,7 +18,6 @@ on the way to its owners.
 """
 
 import random
-import time
 
 from oslo_log import log
 import tenacity
@@ -81,32 +80,18 @@ def attempts(call, what, tries, first, most=None, retry_on=Exception,
     each retry, at most ``most`` (None: no bound), slept in the calling
     thread. After ``tries`` attempts the last error is raised; another
     exception is raised at once.
-
-    The first attempt is a plain call: tenacity comes in only once it has
-    failed (see above: a fault's 1000 Nova resets would pay its cost on
-    calls that succeed at once).
     """
     logger = logger or LOG
-    message = '%s: %s; retry %d of %d in %.2f s'
-    try:
-        return call()
-    except retry_on as exc:
-        if tries < 2:
-            raise
-        wait = first if most is None else min(first, most)
-        logger.warning(message, what, exc, 1, tries - 1, wait)
-    time.sleep(wait)
 
     def log_retry(state):
-        logger.warning(message, what, state.outcome.exception(),
-                       state.attempt_number + 1, tries - 1,
-                       state.next_action.sleep)
+        logger.warning('%s: %s; retry %d of %d in %.2f s', what,
+                       state.outcome.exception(), state.attempt_number,
+                       tries - 1, state.next_action.sleep)
 
-    # Attempts 2 to ``tries``: the waits go on from ``2 * first``.
     bound = {} if most is None else {'max': most}
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(retry_on),
-        stop=tenacity.stop_after_attempt(tries - 1),
-        wait=tenacity.wait_exponential(multiplier=2 * first, **bound),
+        stop=tenacity.stop_after_attempt(tries),
+        wait=tenacity.wait_exponential(multiplier=first, **bound),
         before_sleep=log_retry, reraise=True)
     return retrying(call)
